@@ -1,0 +1,107 @@
+"""The bidirectional RNN: a forward scan, a length-aware reversed scan, and a merge."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jrnn._src import merge as merges
+from jrnn._src.scan import scan, valid_mask
+from jrnn._src.types import Cell
+
+
+class BidirectionalParams(NamedTuple):
+    """``forward`` and ``backward`` cell parameters and the merge's (None for a parameter-free merge)."""
+
+    forward: Any
+    backward: Any
+    merge: Any = None
+
+
+class BidirectionalState(NamedTuple):
+    """The forward cell's state and the backward cell's state."""
+
+    forward: Any
+    backward: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Bidirectional:
+    """Two RNNs running in opposite directions, merged at every step (the seed's section 2)::
+
+        A_t  = f(U x_t + W A_{t-1})        forward, t = 1..T
+        A'_t = f(U' x_t + W' A'_{t+1})     backward, t = T..1, from each sequence's own last valid step
+        y_t  = merge(A_t, A'_t)            concat (default), sum, mean, product, seed_merge: g(V A_t + V' A'_t)
+
+    Outputs at padded steps are 0. The final state is a :class:`BidirectionalState`: the forward state after
+    each sequence's last valid step and the backward state after step 0.
+    Build it with :func:`jrnn.bidirectional`.
+    """
+
+    forward: Cell
+    backward: Cell
+    merge: Any = merges.MERGES["concat"]
+    unroll: int | bool = 1
+
+    @property
+    def output_size(self) -> int:
+        return self.merge.output_size(self.forward.output_size, self.backward.output_size)
+
+    def init(self, key: jax.Array, input_size: int) -> BidirectionalParams:
+        kf, kb, km = jax.random.split(key, 3)
+        return BidirectionalParams(self.forward.init(kf, input_size), self.backward.init(kb, input_size),
+                                   self.merge.init(km, self.forward.output_size, self.backward.output_size))
+
+    def initial_state(self, batch_shape=(), dtype=None) -> BidirectionalState:
+        return BidirectionalState(self.forward.initial_state(batch_shape, dtype),
+                                  self.backward.initial_state(batch_shape, dtype))
+
+    def apply(self, params: BidirectionalParams, xs: jax.Array, *, lengths: jax.Array | None = None,
+              initial_state: BidirectionalState | None = None,
+              key: jax.Array | None = None) -> tuple[jax.Array, BidirectionalState]:
+        """``xs[B, T, F] -> (ys[B, T, output_size], BidirectionalState)``; ``key`` is unused."""
+        del key
+        if initial_state is None:
+            initial_state = BidirectionalState(None, None)
+        elif not isinstance(initial_state, BidirectionalState):
+            raise TypeError("jrnn.Bidirectional: expected initial_state to be a BidirectionalState(forward, "
+                            f"backward), got {type(initial_state).__name__}")
+        a, final_fw = scan(self.forward, params.forward, xs, lengths=lengths,
+                           initial_state=initial_state.forward, unroll=self.unroll)
+        a_rev, final_bw = scan(self.backward, params.backward, xs, lengths=lengths,
+                               initial_state=initial_state.backward, reverse=True, unroll=self.unroll)
+        ys = self.merge.apply(params.merge, a, a_rev)
+        mask = valid_mask(lengths, *xs.shape[:2])
+        if mask is not None:
+            ys = jnp.where(mask[:, :, None], ys, jnp.zeros_like(ys))
+        return ys, BidirectionalState(final_fw, final_bw)
+
+
+def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "concat", *,
+                  unroll: int | bool = 1) -> Bidirectional:
+    """A bidirectional layer from two cells (``backward`` defaults to a cell configured like ``forward``, with
+    its own parameters).
+
+    Args:
+      forward: the cell for ``A_t``.
+      backward: the cell for ``A'_t``.
+      merge: ``'concat'`` (PyTorch's), ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(O, g)`` for the
+        seed's ``y_t = g(V A_t + V' A'_t)``, or any callable ``(A[B, T, H], A_rev[B, T, H']) -> y[B, T, O]``.
+      unroll: passed to ``jax.lax.scan``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> layer = jrnn.bidirectional(jrnn.lstm(4), merge="sum")
+      >>> params = layer.init(jax.random.key(0), input_size=3)
+      >>> ys, state = layer.apply(params, jnp.ones((2, 5, 3)), lengths=jnp.array([5, 2]))
+      >>> ys.shape
+      (2, 5, 4)
+    """
+    for name, cell in (("forward", forward), ("backward", backward)):
+        if cell is not None and not isinstance(cell, Cell):
+            raise TypeError(f"jrnn.bidirectional: expected {name} to be a jrnn cell, got {cell!r}")
+    merge = merges.as_merge(merge)
+    return Bidirectional(forward, forward if backward is None else backward, merge, unroll)

@@ -1,0 +1,64 @@
+"""Argument checks that raise at trace time, naming what was expected and what was received."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def positive_int(name: str, value: Any, where: str) -> int:
+    """Returns ``value`` if it is a positive int, else raises."""
+    try:
+        as_int = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{where}: expected {name} to be a positive int, got {value!r}") from None
+    if as_int <= 0:
+        raise ValueError(f"{where}: expected {name} to be a positive int, got {value!r}")
+    return as_int
+
+
+def sequence(xs: Any, input_size: int, where: str) -> tuple[int, int]:
+    """Checks a batch-major ``[B, T, input_size]`` array; returns ``(B, T)``."""
+    shape = jnp.shape(xs)
+    if len(shape) != 3:
+        raise ValueError(f"{where}: expected xs of shape [batch, time, {input_size}], got shape {shape}")
+    if shape[2] != input_size:
+        raise ValueError(
+            f"{where}: expected xs with {input_size} input features (shape [batch, time, {input_size}]), "
+            f"got shape {shape}")
+    return shape[0], shape[1]
+
+
+def lengths(value: Any, batch: int, where: str) -> jax.Array | None:
+    """Checks ``lengths`` of shape ``[batch]`` with an integer dtype."""
+    if value is None:
+        return None
+    arr = jnp.asarray(value)
+    if arr.shape != (batch,):
+        raise ValueError(f"{where}: expected lengths of shape ({batch},), one per sequence, got shape {arr.shape}")
+    if not jnp.issubdtype(arr.dtype, jnp.integer):
+        raise TypeError(f"{where}: expected integer lengths, got dtype {arr.dtype}")
+    return arr
+
+
+def state_like(state: Any, expected: Any, where: str, name: str = "initial_state") -> Any:
+    """Checks that ``state`` has the pytree structure and leaf shapes of ``expected``."""
+    exp_leaves, exp_def = jax.tree_util.tree_flatten(expected)
+    try:
+        leaves = exp_def.flatten_up_to(state)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{where}: expected {name} structured as {_describe(expected)}, got {_describe(state)}") from None
+    for leaf, exp in zip(leaves, exp_leaves):
+        if jnp.shape(leaf) != jnp.shape(exp):
+            raise ValueError(
+                f"{where}: expected {name} structured as {_describe(expected)}, got {_describe(state)}")
+    return jax.tree_util.tree_unflatten(exp_def, [jnp.asarray(leaf) for leaf in leaves])
+
+
+def _describe(tree: Any) -> str:
+    shapes = jax.tree_util.tree_map(lambda leaf: tuple(jnp.shape(leaf)), tree)
+    return str(shapes)

@@ -1,0 +1,97 @@
+"""The Elman RNN cell: ``s_t = f(U x_t + W s_{t-1} + b)``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jrnn._src import checks, gates, initializers
+
+
+class ElmanParams(NamedTuple):
+    """Parameters of :func:`elman`, in the seed's notation (PyTorch's layout ``[out, in]``).
+
+    Attributes:
+      U: ``[H, I]`` input-to-hidden (torch ``weight_ih``).
+      W: ``[H, H]`` hidden-to-hidden, the matrix that ties the time steps together (torch ``weight_hh``).
+      b_U: ``[H]`` bias added with ``U x_t`` (torch ``bias_ih``), or None without bias.
+      b_W: ``[H]`` bias added with ``W s_{t-1}`` (torch ``bias_hh``), or None. Only ``b = b_U + b_W`` matters
+        to the function; both are kept so that PyTorch weights and gradients round-trip exactly.
+    """
+
+    U: jax.Array
+    W: jax.Array
+    b_U: jax.Array | None
+    b_W: jax.Array | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ElmanCell:
+    """An Elman cell; build it with :func:`elman`. State ``s`` is an array ``[..., H]`` and ``y_t = s_t``."""
+
+    hidden_size: int
+    activation: Callable[[jax.Array], jax.Array] = jnp.tanh
+    bias: bool = True
+    U_init: Callable = initializers.glorot_uniform
+    W_init: Callable = initializers.orthogonal()
+    b_init: Callable = initializers.zeros
+    dtype: Any = jnp.float32
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def init(self, key: jax.Array, input_size: int) -> ElmanParams:
+        input_size = checks.positive_int("input_size", input_size, "elman.init")
+        return ElmanParams(*gates.init_gated(
+            key, num_gates=1, hidden_size=self.hidden_size, input_size=input_size,
+            recurrent_size=self.hidden_size, U_init=self.U_init, W_init=self.W_init, b_init=self.b_init,
+            bias=self.bias, dtype=self.dtype))
+
+    def initial_state(self, batch_shape=(), dtype=None) -> jax.Array:
+        return gates.zeros_state(batch_shape, self.hidden_size, dtype or self.dtype)
+
+    def step(self, params: ElmanParams, state: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        s = self.activation(gates.affine(x, params.U, params.b_U) + gates.affine(state, params.W, params.b_W))
+        return s, s
+
+    def input_size(self, params: ElmanParams) -> int:
+        return params.U.shape[1]
+
+
+def elman(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jnp.tanh, *, bias: bool = True,
+          U_init: Callable = initializers.glorot_uniform, W_init: Callable = initializers.orthogonal(),
+          b_init: Callable = initializers.zeros, dtype: Any = jnp.float32) -> ElmanCell:
+    """The Elman RNN cell of the seed note::
+
+        s_t = f(U x_t + b_U + W s_{t-1} + b_W)        y_t = s_t
+
+    ``f`` is any elementwise activation: ``jnp.tanh`` (default, PyTorch ``nonlinearity='tanh'``),
+    ``jax.nn.relu`` (PyTorch ``'relu'``; with ``W_init=jrnn.init.identity()`` the IRNN of Le et al. 2015), ...
+
+    Args:
+      hidden_size: H, the size of ``s_t``.
+      activation: the elementwise ``f``.
+      bias: whether ``b_U`` and ``b_W`` exist.
+      U_init, W_init, b_init: initializers (``jrnn.init``) for ``U`` ``[H, I]``, ``W`` ``[H, H]`` and both biases.
+      dtype: dtype of the parameters and the default state.
+
+    Returns:
+      An :class:`ElmanCell` with ``init(key, input_size)``, ``initial_state(batch_shape)`` and
+      ``step(params, s, x[..., I]) -> (s[..., H], y[..., H])``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.elman(4)
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> s, y = cell.step(params, cell.initial_state((2,)), jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 4)
+    """
+    checks.positive_int("hidden_size", hidden_size, "jrnn.elman")
+    if not callable(activation):
+        raise TypeError(f"jrnn.elman: expected a callable activation, got {activation!r}")
+    return ElmanCell(hidden_size, activation, bias, U_init, W_init, b_init, dtype)

@@ -1,0 +1,105 @@
+"""The GRU cell (Cho et al. 2014), in PyTorch's/cuDNN's reset-after form by default."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jrnn._src import checks, gates, initializers
+
+
+class GRUParams(NamedTuple):
+    """Parameters of :func:`gru`; gates packed in PyTorch's order ``r, z, n`` along axis 0.
+
+    Attributes:
+      U: ``[3H, I]`` input-to-hidden (torch ``weight_ih``).
+      W: ``[3H, H]`` hidden-to-hidden (torch ``weight_hh``).
+      b_U: ``[3H]`` (torch ``bias_ih``) or None.
+      b_W: ``[3H]`` (torch ``bias_hh``) or None; its ``n`` part sits inside the reset gate's product.
+    """
+
+    U: jax.Array
+    W: jax.Array
+    b_U: jax.Array | None
+    b_W: jax.Array | None
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUCell:
+    """A GRU cell; build it with :func:`gru`. State ``s`` is an array ``[..., H]`` and ``y_t = s_t``."""
+
+    hidden_size: int
+    reset_after: bool = True
+    bias: bool = True
+    U_init: Callable = initializers.glorot_uniform
+    W_init: Callable = initializers.orthogonal()
+    b_init: Callable = initializers.zeros
+    dtype: Any = jnp.float32
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def init(self, key: jax.Array, input_size: int) -> GRUParams:
+        input_size = checks.positive_int("input_size", input_size, "gru.init")
+        return GRUParams(*gates.init_gated(
+            key, num_gates=3, hidden_size=self.hidden_size, input_size=input_size,
+            recurrent_size=self.hidden_size, U_init=self.U_init, W_init=self.W_init, b_init=self.b_init,
+            bias=self.bias, dtype=self.dtype))
+
+    def initial_state(self, batch_shape=(), dtype=None) -> jax.Array:
+        return gates.zeros_state(batch_shape, self.hidden_size, dtype or self.dtype)
+
+    def step(self, params: GRUParams, state: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        H = self.hidden_size
+        xr, xz, xn = jnp.split(gates.affine(x, params.U, params.b_U), 3, axis=-1)
+        if self.reset_after:
+            hr, hz, hn = jnp.split(gates.affine(state, params.W, params.b_W), 3, axis=-1)
+            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + r * hn)
+        else:
+            b_rz, b_n = (None, None) if params.b_W is None else (params.b_W[:2 * H], params.b_W[2 * H:])
+            hr, hz = jnp.split(gates.affine(state, params.W[:2 * H], b_rz), 2, axis=-1)
+            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + gates.affine(r * state, params.W[2 * H:], b_n))
+        s = (1.0 - z) * n + z * state
+        return s, s
+
+    def input_size(self, params: GRUParams) -> int:
+        return params.U.shape[1]
+
+
+def gru(hidden_size: int, *, reset_after: bool = True, bias: bool = True,
+        U_init: Callable = initializers.glorot_uniform, W_init: Callable = initializers.orthogonal(),
+        b_init: Callable = initializers.zeros, dtype: Any = jnp.float32) -> GRUCell:
+    """The GRU cell. In the seed's notation, gates ``r, z, n`` packed in this order along axis 0::
+
+        r = σ(U_r x_t + b_Ur + W_r s_{t-1} + b_Wr)          reset gate
+        z = σ(U_z x_t + b_Uz + W_z s_{t-1} + b_Wz)          update gate
+        n = tanh(U_n x_t + b_Un + r ⊙ (W_n s_{t-1} + b_Wn))   reset_after=True  (PyTorch, cuDNN; default)
+        n = tanh(U_n x_t + b_Un + W_n (r ⊙ s_{t-1}) + b_Wn)   reset_after=False (Cho et al. 2014)
+        s_t = (1 - z) ⊙ n + z ⊙ s_{t-1}                     y_t = s_t
+
+    Args:
+      hidden_size: H, the size of ``s_t``.
+      reset_after: apply the reset gate after the recurrent matmul (PyTorch) or before it (Cho et al.).
+      bias: whether ``b_U`` and ``b_W`` exist.
+      U_init, W_init, b_init: initializers, applied per gate block.
+      dtype: dtype of the parameters and the default state.
+
+    Returns:
+      A :class:`GRUCell`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.gru(4)
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> s, y = cell.step(params, cell.initial_state((2,)), jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 4)
+    """
+    checks.positive_int("hidden_size", hidden_size, "jrnn.gru")
+    return GRUCell(hidden_size, bool(reset_after), bias, U_init, W_init, b_init, dtype)

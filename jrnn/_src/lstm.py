@@ -1,0 +1,129 @@
+"""The LSTM cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000), PyTorch's variant."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jrnn._src import checks, gates, initializers
+
+
+class LSTMParams(NamedTuple):
+    """Parameters of :func:`lstm`; gates packed in PyTorch's order ``i, f, g, o`` along axis 0.
+
+    Attributes:
+      U: ``[4H, I]`` input-to-hidden (torch ``weight_ih``).
+      W: ``[4H, P]`` hidden-to-hidden, P = proj_size or H (torch ``weight_hh``).
+      b_U: ``[4H]`` (torch ``bias_ih``) or None.
+      b_W: ``[4H]`` (torch ``bias_hh``) or None.
+      R: ``[P, H]`` the projection of ``h`` (torch ``weight_hr``), or None without ``proj_size``.
+    """
+
+    U: jax.Array
+    W: jax.Array
+    b_U: jax.Array | None
+    b_W: jax.Array | None
+    R: jax.Array | None = None
+
+
+class LSTMState(NamedTuple):
+    """An LSTM's state: ``h`` ``[..., P]`` the (projected) output, ``c`` ``[..., H]`` the memory cell."""
+
+    h: jax.Array
+    c: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMCell:
+    """An LSTM cell; build it with :func:`lstm`."""
+
+    hidden_size: int
+    proj_size: int = 0
+    forget_bias: float = 1.0
+    bias: bool = True
+    U_init: Callable = initializers.glorot_uniform
+    W_init: Callable = initializers.orthogonal()
+    b_init: Callable = initializers.zeros
+    R_init: Callable = initializers.glorot_uniform
+    dtype: Any = jnp.float32
+
+    @property
+    def output_size(self) -> int:
+        return self.proj_size or self.hidden_size
+
+    def init(self, key: jax.Array, input_size: int) -> LSTMParams:
+        input_size = checks.positive_int("input_size", input_size, "lstm.init")
+        k_gates, k_proj = jax.random.split(key)
+        H = self.hidden_size
+        U, W, b_U, b_W = gates.init_gated(
+            k_gates, num_gates=4, hidden_size=H, input_size=input_size, recurrent_size=self.output_size,
+            U_init=self.U_init, W_init=self.W_init, b_init=self.b_init, bias=self.bias, dtype=self.dtype)
+        if b_U is not None and self.forget_bias:
+            b_U = b_U.at[H:2 * H].add(self.forget_bias)
+        R = self.R_init(k_proj, (self.proj_size, H), self.dtype) if self.proj_size else None
+        return LSTMParams(U, W, b_U, b_W, R)
+
+    def initial_state(self, batch_shape=(), dtype=None) -> LSTMState:
+        dtype = dtype or self.dtype
+        return LSTMState(gates.zeros_state(batch_shape, self.output_size, dtype),
+                         gates.zeros_state(batch_shape, self.hidden_size, dtype))
+
+    def step(self, params: LSTMParams, state: LSTMState, x: jax.Array) -> tuple[LSTMState, jax.Array]:
+        z = gates.affine(x, params.U, params.b_U) + gates.affine(state.h, params.W, params.b_W)
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * state.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        if params.R is not None:
+            h = h @ params.R.T
+        return LSTMState(h, c), h
+
+    def input_size(self, params: LSTMParams) -> int:
+        return params.U.shape[1]
+
+
+def lstm(hidden_size: int, *, proj_size: int = 0, forget_bias: float = 1.0, bias: bool = True,
+         U_init: Callable = initializers.glorot_uniform, W_init: Callable = initializers.orthogonal(),
+         b_init: Callable = initializers.zeros, R_init: Callable = initializers.glorot_uniform,
+         dtype: Any = jnp.float32) -> LSTMCell:
+    """The LSTM cell, exactly as PyTorch's ``nn.LSTM`` computes it. In the seed's notation, gates ``i, f, g, o``::
+
+        [i; f; g; o] = U x_t + b_U + W h_{t-1} + b_W          (packed in this order along axis 0)
+        c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g)
+        h_t = R (σ(o) ⊙ tanh(c_t))                              (R only with proj_size; else R = I)
+        y_t = h_t
+
+    The memory ``c_t`` is the additive path through time that lets gradients survive long lags: while
+    ``σ(f) ≈ 1``, ``∂c_t/∂c_{t-1} = σ(f)`` is close to the identity.
+
+    Args:
+      hidden_size: H, the size of ``c_t`` and of each gate.
+      proj_size: P > 0 projects ``h_t`` to P features with ``R[P, H]`` (Sak et al. 2014, PyTorch's
+        ``proj_size``); 0 for none.
+      forget_bias: added to the forget gate's part of ``b_U`` at initialisation (Gers et al. 2000;
+        Jozefowicz et al. 2015 recommend 1, the default; Keras' ``unit_forget_bias``). Use 0 for PyTorch's.
+      bias: whether ``b_U`` and ``b_W`` exist.
+      U_init, W_init, b_init, R_init: initializers, applied per gate block.
+      dtype: dtype of the parameters and the default state.
+
+    Returns:
+      An :class:`LSTMCell`; its state is :class:`LSTMState` ``(h[..., P], c[..., H])``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.lstm(8, proj_size=4)
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> state, y = cell.step(params, cell.initial_state((2,)), jnp.ones((2, 3)))
+      >>> y.shape, state.c.shape
+      ((2, 4), (2, 8))
+    """
+    checks.positive_int("hidden_size", hidden_size, "jrnn.lstm")
+    if proj_size:
+        checks.positive_int("proj_size", proj_size, "jrnn.lstm")
+        if proj_size >= hidden_size:
+            raise ValueError(f"jrnn.lstm: expected proj_size < hidden_size ({hidden_size}), got {proj_size}")
+    elif proj_size != 0:
+        raise ValueError(f"jrnn.lstm: expected proj_size >= 0, got {proj_size!r}")
+    return LSTMCell(hidden_size, proj_size, forget_bias, bias, U_init, W_init, b_init, R_init, dtype)

@@ -1,0 +1,61 @@
+"""The readout ``o_t = g(V s_t)`` of the seed note."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jrnn._src import checks, gates, initializers
+
+
+def _identity(x):
+    return x
+
+
+class ReadoutParams(NamedTuple):
+    """``V`` ``[O, H]`` hidden-to-output and ``b`` ``[O]`` (or None)."""
+
+    V: jax.Array
+    b: jax.Array | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Readout:
+    """``o_t = g(V s_t + b)`` applied at every step; build it with :func:`readout`."""
+
+    output_size: int
+    activation: Callable[[jax.Array], jax.Array] = _identity
+    bias: bool = True
+    V_init: Callable = initializers.lecun_normal
+    dtype: Any = jnp.float32
+
+    def init(self, key: jax.Array, input_size: int) -> ReadoutParams:
+        input_size = checks.positive_int("input_size", input_size, "readout.init")
+        V = self.V_init(key, (self.output_size, input_size), self.dtype)
+        return ReadoutParams(V, jnp.zeros((self.output_size,), self.dtype) if self.bias else None)
+
+    def apply(self, params: ReadoutParams, s: jax.Array) -> jax.Array:
+        """``s[..., H] -> o[..., O]``."""
+        if s.shape[-1] != params.V.shape[1]:
+            raise ValueError(f"jrnn.Readout: expected inputs with {params.V.shape[1]} features, got shape {s.shape}")
+        return self.activation(gates.affine(s, params.V, params.b))
+
+
+def readout(output_size: int, activation: Callable[[jax.Array], jax.Array] = _identity, *, bias: bool = True,
+            V_init: Callable = initializers.lecun_normal) -> Readout:
+    """The seed's output layer ``o_t = g(V s_t + b)``, V hidden-to-output ``[O, H]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> head = jrnn.readout(10, jax.nn.log_softmax)
+      >>> params = head.init(jax.random.key(0), input_size=4)
+      >>> head.apply(params, jnp.ones((2, 7, 4))).shape
+      (2, 7, 10)
+    """
+    checks.positive_int("output_size", output_size, "jrnn.readout")
+    if not callable(activation):
+        raise TypeError(f"jrnn.readout: expected a callable activation, got {activation!r}")
+    return Readout(output_size, activation, bias, V_init)
