@@ -14,6 +14,7 @@ from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
 from jrnn._src.readout import Readout, ReadoutParams, readout
 from jrnn._src.scan import RNN, reverse_sequences, scan, valid_mask
+from jrnn._src.torch_interop import TorchRNN, from_torch, to_torch
 from jrnn._src.types import Cell, SequenceLayer
 
 __version__ = "0.1.0"
@@ -21,6 +22,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Bidirectional", "BidirectionalParams", "BidirectionalState", "Cell", "Deep", "ElmanCell", "ElmanParams",
     "FunctionMerge", "GRUCell", "GRUParams", "LSTMCell", "LSTMParams", "LSTMState", "RNN", "Readout",
-    "ReadoutParams", "SeedMerge", "SeedMergeParams", "SequenceLayer", "bidirectional", "deep", "elman", "gru",
-    "init", "lstm", "readout", "reverse_sequences", "scan", "seed_merge", "valid_mask",
+    "ReadoutParams", "SeedMerge", "SeedMergeParams", "SequenceLayer", "TorchRNN", "bidirectional", "deep", "elman", "from_torch", "gru",
+    "init", "lstm", "readout", "reverse_sequences", "scan", "seed_merge", "to_torch", "valid_mask",
 ]
