@@ -47,12 +47,12 @@ def _cell(value: Any) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """A Markdown table with the union of the rows' keys as columns, in first-seen order."""
+    """A Markdown table with the union of the rows' scalar keys as columns, in first-seen order."""
     if not rows:
         return "(no rows)"
     columns: list[str] = []
     for row in rows:
-        columns += [k for k in row if k not in columns]
+        columns += [k for k, v in row.items() if k not in columns and not isinstance(v, (list, dict))]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
@@ -65,3 +65,83 @@ def progress(iterable: Iterable, *, desc: str, total: int | None = None) -> Iter
     except ImportError:
         return iterable
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+class RowCache:
+    """Rows already computed by an interrupted run, so that a rerun resumes instead of starting over.
+
+    Each finished row is written at once to ``out/.partial/NAME.json`` under a key (the model, and T where it
+    varies) together with the experiment's config; a rerun with the same config takes the saved rows and
+    computes only the missing ones. A different config starts that experiment afresh.
+    """
+
+    def __init__(self, out: pathlib.Path, name: str, config: dict):
+        self.path = out / ".partial" / f"{name}.json"
+        self.config = json.loads(json.dumps(config, default=_plain))
+        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.rows: dict = saved.get("rows", {}) if saved.get("config") == self.config else {}
+
+    def get(self, key: str) -> dict | None:
+        return self.rows.get(key)
+
+    def put(self, key: str, row: dict) -> dict:
+        self.rows[key] = json.loads(json.dumps(row, default=_plain))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"config": self.config, "rows": self.rows}))
+        tmp.replace(self.path)
+        return self.rows[key]
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def fit(trainer, params, batches, *, steps: int, key, desc: str, log_every: int = 10):
+    """Runs ``trainer.step`` (a :func:`jrnn.train_step`) over ``steps`` batches with a progress bar.
+
+    ``batches(i)`` returns the i-th :class:`jrnn.Batch`. Returns ``(params, curve)``, ``curve`` a list of
+    ``(step, loss)`` every ``log_every`` steps, and the metrics of the last step.
+    """
+    import jax
+
+    opt_state = trainer.init(params)
+    curve, metrics = [], {}
+    bar = progress(range(steps), desc=desc, total=steps)
+    for i in bar:
+        key, sub = jax.random.split(key)
+        params, opt_state, metrics = trainer.step(params, opt_state, batches(i), sub)
+        if i % log_every == 0 or i == steps - 1:
+            loss = float(metrics["loss"])
+            curve.append((i, loss))
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss:.4g}")
+    return params, curve, metrics
+
+
+def plot_curves(rows: list[dict], path: pathlib.Path, *, title: str, ylabel: str, label_keys=("model",),
+                baseline: float | None = None, baseline_label: str = "baseline", logy: bool = False) -> str:
+    """Plots each row's ``curve`` (``[[step, value], ...]``) into the PNG ``path``; returns its file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for row in rows:
+        curve = row.get("curve") or []
+        if curve:
+            steps, values = zip(*curve)
+            ax.plot(steps, values, label=" ".join(str(row[k]) for k in label_keys if k in row))
+    if baseline is not None:
+        ax.axhline(baseline, color="black", linestyle="--", linewidth=1, label=baseline_label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path.name

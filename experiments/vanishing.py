@@ -1,0 +1,90 @@
+"""vanishing: how far back the gradient reaches, ‖∂L/∂s_t‖ against the distance T − t, at initialisation.
+
+The loss is the sum of each sequence's last output, so the error enters at step T only and ‖∂L/∂s_t‖ measures
+what is left of it t steps earlier (Pascanu, Mikolov & Bengio 2013). For the Elman RNN
+``∂s_T/∂s_t = Π diag(f'(z_k)) W``, so ``‖∂s_T/∂s_t‖ ≤ (γ σ_max(W))^{T−t}``: the gradient must decay at least at
+the rate ``−ln(γ σ_max(W))`` per step (γ = 1 for tanh and ReLU), the *bound rate*; tanh's saturation (f' < 1)
+makes it decay faster still. ``decay_rate`` is the fitted slope of ``−ln ‖∂L/∂s_t‖`` against T − t (median over
+the batch): positive decays, negative explodes. The LSTM's additive memory path and the GRU's interpolation
+have no such simple bound; their rates are measured only.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jrnn
+from experiments import _common, _models
+
+PROFILES = {
+    "quick": dict(T=100, hidden=64, batch=16, features=4, rhos=(0.5, 0.9, 1.5, 3.0)),
+    "full": dict(T=400, hidden=128, batch=64, features=4, rhos=(0.5, 0.8, 0.9, 0.95, 1.1, 1.5, 3.0)),
+}
+
+
+def cells(config: dict) -> dict:
+    H = config["hidden"]
+    out = {f"tanh-rnn rho={rho}": jrnn.elman(H, jnp.tanh, W_init=jrnn.init.orthogonal(rho)) for rho in config["rhos"]}
+    for kind in ("orthogonal-rnn", "relu-rnn", "irnn", "lstm", "gru"):
+        out[kind] = _models.cell(kind, H)
+    return out
+
+
+def fitted_rate(norms: np.ndarray) -> float:
+    """Least-squares slope of ``-ln norm`` against the distance ``T - t`` over the steps with a positive norm."""
+    distance = np.arange(norms.size)[::-1].astype(float)
+    ok = np.isfinite(norms) & (norms > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    slope = np.polyfit(distance[ok], np.log(norms[ok]), 1)[0]
+    return float(-slope)
+
+
+def run(profile: str, seed: int, out: pathlib.Path) -> dict:
+    config = dict(PROFILES[profile], profile=profile, seed=seed)
+    k_x, k_model = jax.random.split(jax.random.key(seed))
+    xs = jax.random.normal(k_x, (config["batch"], config["T"], config["features"]))
+    rows = []
+    for name, cell in _common.progress(cells(config).items(), desc="vanishing", total=len(cells(config))):
+        params = cell.init(k_model, config["features"])
+        norms = np.median(np.asarray(jrnn.step_grad_norms(cell, params, xs)), axis=0)  # [T]
+        row = dict(model=name, T=config["T"], decay_rate=fitted_rate(norms),
+                   first_over_last=float(norms[0] / norms[-1]))
+        if isinstance(cell, jrnn.ElmanCell):
+            bound = jrnn.elman_bound(cell, params)
+            row["sigma_max_W"] = float(bound["sigma_max"])
+            row["bound_rate"] = -math.log(float(bound["gamma"]) * float(bound["sigma_max"]))
+        row["curve"] = [[config["T"] - 1 - t, float(v)] for t, v in enumerate(norms)][::-1]
+        rows.append(row)
+    plot = _plot(rows, out / "vanishing.png", config)
+    vanish = [r["model"] for r in rows if r["first_over_last"] < 1e-3]
+    explode = [r["model"] for r in rows if r["first_over_last"] > 1e3]
+    summary = f"vanishing (ratio < 1e-3): {', '.join(vanish) or 'none'}; exploding (> 1e3): {', '.join(explode) or 'none'}"
+    return _common.record("vanishing", config, rows, plots=[plot], summary=summary)
+
+
+def _plot(rows: list[dict], path: pathlib.Path, config: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.4), dpi=110)
+    for row in rows:
+        distance, values = zip(*row["curve"])
+        ax.plot(distance, np.maximum(values, 1e-300), label=f"{row['model']} ({row['decay_rate']:+.3f}/step)")
+    ax.set_yscale("log")
+    ax.set_xlabel("distance T − t (steps)")
+    ax.set_ylabel("‖∂L/∂s_t‖ (median over the batch)")
+    ax.set_title(f"gradient reaching back in time at initialisation, T = {config['T']}, H = {config['hidden']}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path.name
