@@ -76,11 +76,13 @@ def _plot(rows: list[dict], path: pathlib.Path, config: dict) -> str:
 
     fig, ax = plt.subplots(figsize=(7.0, 4.4), dpi=110)
     for row in rows:
-        distance, values = zip(*row["curve"])
-        ax.plot(distance, np.maximum(values, 1e-300), label=f"{row['model']} ({row['decay_rate']:+.3f}/step)")
+        distance, values = np.asarray(row["curve"]).T
+        relative = np.where(values > 0, values / values[0], np.nan)  # exact zeros (dead ReLUs) leave gaps
+        ax.plot(distance, relative, label=f"{row['model']} ({row['decay_rate']:+.3f}/step)")
     ax.set_yscale("log")
+    ax.set_ylim(1e-40, 1e20)
     ax.set_xlabel("distance T − t (steps)")
-    ax.set_ylabel("‖∂L/∂s_t‖ (median over the batch)")
+    ax.set_ylabel("‖∂L/∂s_t‖ / ‖∂L/∂s_T‖ (median over the batch)")
     ax.set_title(f"gradient reaching back in time at initialisation, T = {config['T']}, H = {config['hidden']}")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
