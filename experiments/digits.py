@@ -16,8 +16,8 @@ import jrnn
 from experiments import _common, _models, data
 
 PROFILES = {
-    "quick": dict(hidden=32, batch=64, steps=250, lr=1e-2, layers=(1, 2, 3)),
-    "full": dict(hidden=128, batch=64, steps=3000, lr=2e-3, layers=(1, 2, 3)),
+    "quick": dict(hidden=32, batch=64, steps=250, lr=1e-2, layers=(1, 2, 3), models=("lstm", "bi-lstm")),
+    "full": dict(hidden=128, batch=64, steps=3000, lr=2e-3, layers=(1, 2, 3), models=("lstm", "bi-lstm")),
 }
 
 
@@ -40,7 +40,7 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
 
     rows = []
     for layers in config["layers"]:
-        for name in ("lstm", "bi-lstm"):
+        for name in config["models"]:
             key = f"{name}-L{layers}"
             row = cache.get(key)
             if row is None:

@@ -18,10 +18,11 @@ import jrnn
 from experiments import _common, _models, data
 
 PROFILES = {
-    "quick": dict(T=16, hidden=32, train=4096, test=1024, batch=64, steps=300, lr=1e-2, answers=4, fillers=12),
-    "full": dict(T=40, hidden=64, train=20000, test=5000, batch=64, steps=3000, lr=3e-3, answers=8, fillers=32),
+    "quick": dict(T=16, hidden=32, train=4096, test=1024, batch=64, steps=300, lr=1e-2, answers=4, fillers=12,
+                  models=("lstm", "bi-lstm", "gru", "bi-gru")),
+    "full": dict(T=40, hidden=64, train=20000, test=5000, batch=64, steps=3000, lr=3e-3, answers=8, fillers=32,
+                 models=("lstm", "bi-lstm", "gru", "bi-gru")),
 }
-MODELS = ("lstm", "bi-lstm", "gru", "bi-gru")
 
 
 def blank_logits(model, params, xs, lengths, key=None):
@@ -46,7 +47,7 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
         return jrnn.Batch(train.xs[start:start + B], train.targets[start:start + B], train.lengths[start:start + B])
 
     rows = []
-    for name in MODELS:
+    for name in config["models"]:
         row = cache.get(name)
         if row is None:
             model = _models.model(name, config["hidden"], config["answers"], vocab=vocab)

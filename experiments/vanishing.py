@@ -22,15 +22,17 @@ import jrnn
 from experiments import _common, _models
 
 PROFILES = {
-    "quick": dict(T=100, hidden=64, batch=16, features=4, rhos=(0.5, 0.9, 1.5, 3.0)),
-    "full": dict(T=400, hidden=128, batch=64, features=4, rhos=(0.5, 0.8, 0.9, 0.95, 1.1, 1.5, 3.0)),
+    "quick": dict(T=100, hidden=64, batch=16, features=4, rhos=(0.5, 0.9, 1.5, 3.0),
+                  models=("orthogonal-rnn", "relu-rnn", "irnn", "lstm", "gru")),
+    "full": dict(T=400, hidden=128, batch=64, features=4, rhos=(0.5, 0.8, 0.9, 0.95, 1.1, 1.5, 3.0),
+                 models=("orthogonal-rnn", "relu-rnn", "irnn", "lstm", "gru")),
 }
 
 
 def cells(config: dict) -> dict:
     H = config["hidden"]
     out = {f"tanh-rnn rho={rho}": jrnn.elman(H, jnp.tanh, W_init=jrnn.init.orthogonal(rho)) for rho in config["rhos"]}
-    for kind in ("orthogonal-rnn", "relu-rnn", "irnn", "lstm", "gru"):
+    for kind in config["models"]:
         out[kind] = _models.cell(kind, H)
     return out
 
@@ -50,7 +52,8 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
     k_x, k_model = jax.random.split(jax.random.key(seed))
     xs = jax.random.normal(k_x, (config["batch"], config["T"], config["features"]))
     rows = []
-    for name, cell in _common.progress(cells(config).items(), desc="vanishing", total=len(cells(config))):
+    models = cells(config)
+    for name, cell in _common.progress(models.items(), desc="vanishing", total=len(models)):
         params = cell.init(k_model, config["features"])
         norms = np.median(np.asarray(jrnn.step_grad_norms(cell, params, xs)), axis=0)  # [T]
         row = dict(model=name, T=config["T"], decay_rate=fitted_rate(norms),

@@ -1,0 +1,105 @@
+"""Smoke runs of every experiment and of the showcase with tiny budgets: records, JSON, report, plots, resume."""
+
+import importlib
+import json
+
+import pytest
+
+from experiments import __main__ as runner
+from experiments import _common
+
+TINY = {
+    "vanishing": dict(T=6, hidden=4, batch=2, features=2, rhos=(0.5, 3.0), models=("lstm",)),
+    "adding": dict(Ts=(6,), hidden=4, batch=4, steps=2, lr=1e-2, max_norm=1.0, test=8, optimizer="adam",
+                   models=("tanh-rnn", "irnn"), overrides={"irnn": dict(steps=3)}),
+    "copy": dict(Ts=(3,), hidden=4, batch=4, steps=2, lr=1e-3, test=8, models=("lstm",)),
+    "clipping": dict(T=5, hidden=4, rho=3.0, activation="tanh", seeds=2, batch=4, steps=2, lr=0.05, max_norm=5.0,
+                     divergence_factor=2.0),
+    "fill_blank": dict(T=8, hidden=4, train=32, test=16, batch=8, steps=2, lr=1e-2, answers=3, fillers=4,
+                       models=("lstm", "bi-lstm")),
+    "digits": dict(hidden=4, batch=8, steps=2, lr=1e-2, layers=(1,), models=("bi-lstm",)),
+}
+
+# The documented keys of each experiment's rows (README and issue 4).
+ROW_KEYS = {
+    "vanishing": {"model", "T", "decay_rate"},
+    "adding": {"model", "T", "test_mse"},
+    "copy": {"model", "T", "test_ce", "baseline_ce"},
+    "clipping": {"model", "clip", "diverged"},
+    "fill_blank": {"model", "accuracy"},
+    "digits": {"model", "layers", "accuracy"},
+}
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    for name, profile in TINY.items():
+        module = importlib.import_module(f"experiments.{name}")
+        monkeypatch.setitem(module.PROFILES, "quick", profile)
+    monkeypatch.setattr(_common, "progress", lambda iterable, **kw: iterable)
+
+
+def test_showcase_lists_every_experiment_with_a_tiny_profile():
+    assert set(runner.SHOWCASE) == set(TINY)
+
+
+def test_showcase_writes_report_json_and_plots(tiny, tmp_path, capsys):
+    assert runner.main(["--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    for name in runner.SHOWCASE:
+        result = json.loads((tmp_path / f"{name}.json").read_text())
+        assert result["experiment"] == name
+        assert result["config"]["profile"] == "quick"
+        assert result["rows"], name
+        for row in result["rows"]:
+            assert ROW_KEYS[name] <= set(row), (name, row.keys())
+        assert f"## {name}" in report
+        for plot in result["plots"]:
+            assert (tmp_path / plot).stat().st_size > 1000
+            assert f"]({plot})" in report
+    assert not list((tmp_path / ".partial").glob("*.json")), "finished experiments leave no partial rows"
+    printed = capsys.readouterr().out
+    assert "| model |" in printed and "report.md" in printed
+
+
+def test_model_names_follow_the_documented_convention(tiny, tmp_path):
+    result = runner.run_one("fill_blank", "quick", 0, tmp_path)
+    assert [r["model"] for r in result["rows"]] == ["lstm", "bi-lstm"]
+
+
+def test_interrupted_experiment_resumes_without_recomputing_finished_rows(tiny, tmp_path, monkeypatch):
+    calls = []
+    real_fit = _common.fit
+
+    def failing_fit(*args, **kwargs):
+        calls.append(kwargs["desc"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(_common, "fit", failing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_one("adding", "quick", 0, tmp_path)
+    saved = json.loads((tmp_path / ".partial" / "adding.json").read_text())
+    assert list(saved["rows"]) == ["tanh-rnn-T6"]
+
+    calls.clear()
+    monkeypatch.setattr(_common, "fit", lambda *a, **k: (calls.append(k["desc"]), real_fit(*a, **k))[1])
+    result = runner.run_one("adding", "quick", 0, tmp_path)
+    assert calls == ["adding irnn T=6"], "only the unfinished model is trained again"
+    assert [r["model"] for r in result["rows"]] == ["tanh-rnn", "irnn"]
+    assert result["rows"][0] == saved["rows"]["tanh-rnn-T6"]
+
+
+def test_a_different_config_does_not_reuse_saved_rows(tmp_path):
+    cache = _common.RowCache(tmp_path, "x", {"steps": 1})
+    cache.put("a", {"model": "a"})
+    assert _common.RowCache(tmp_path, "x", {"steps": 1}).get("a") == {"model": "a"}
+    assert _common.RowCache(tmp_path, "x", {"steps": 2}).get("a") is None
+
+
+def test_runs_are_reproducible_for_a_seed(tiny, tmp_path):
+    first = runner.run_one("clipping", "quick", 3, tmp_path / "a")
+    second = runner.run_one("clipping", "quick", 3, tmp_path / "b")
+    strip = lambda rows: [{k: v for k, v in r.items()} for r in rows]  # noqa: E731
+    assert strip(first["rows"]) == strip(second["rows"])
