@@ -17,6 +17,16 @@ from jrnn._src.scan import RNN, reverse_sequences, scan, valid_mask
 from jrnn._src.torch_interop import TorchRNN, from_torch, to_torch
 from jrnn._src.types import Cell, SequenceLayer
 
+# --- training through time (issue 3): losses, train step, truncated/checkpointed BPTT, diagnostics, checkpoints ---
+from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
+from jrnn._src.diagnostics import StateJacobians, elman_bound, gradient_report, state_jacobians, step_grad_norms
+from jrnn._src.losses import last_valid, masked_cross_entropy, masked_mse
+from jrnn._src.plotting import plot_gradient_flow
+from jrnn._src.remat import checkpointed_scan
+from jrnn._src.tbptt import TruncatedBPTT, truncated_bptt
+from jrnn._src.train import Batch, SkipNonFiniteState, TrainStep, skip_nonfinite, supervised_loss, train_step
+# --- end training through time ---
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -24,4 +34,9 @@ __all__ = [
     "FunctionMerge", "GRUCell", "GRUParams", "LSTMCell", "LSTMParams", "LSTMState", "RNN", "Readout",
     "ReadoutParams", "SeedMerge", "SeedMergeParams", "SequenceLayer", "TorchRNN", "bidirectional", "deep", "elman", "from_torch", "gru",
     "init", "lstm", "readout", "reverse_sequences", "scan", "seed_merge", "to_torch", "valid_mask",
+    # training through time (issue 3)
+    "Batch", "CheckpointError", "SkipNonFiniteState", "StateJacobians", "TrainState", "TrainStep", "TruncatedBPTT",
+    "checkpoint_steps", "checkpointed_scan", "elman_bound", "gradient_report", "last_valid", "masked_cross_entropy",
+    "masked_mse", "plot_gradient_flow", "restore_checkpoint", "save_checkpoint", "skip_nonfinite", "state_jacobians",
+    "step_grad_norms", "supervised_loss", "train_step", "truncated_bptt",
 ]
