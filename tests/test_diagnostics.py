@@ -179,7 +179,7 @@ def test_diagnostics_elman_bound_knows_gamma_for_each_activation():
 
 
 def test_diagnostics_report_covers_every_recurrence_of_a_stack():
-    net = jrnn.deep([jrnn.bidirectional(jrnn.elman(3)), jrnn.lstm(3)])
+    net = jrnn.deep([jrnn.bidirectional(jrnn.elman(3)), jrnn.gru(2)])
     params = net.init(jax.random.key(0), I)
     xs = jax.random.normal(jax.random.key(1), (B, T, I))
     report = jrnn.gradient_report(net, params, xs, lengths=jnp.asarray(LENGTHS))
@@ -189,7 +189,7 @@ def test_diagnostics_report_covers_every_recurrence_of_a_stack():
         assert entry["grad_norms"].shape == (B, T) and entry["jacobian_norms"].shape == (B, T)
         assert np.all(entry["grad_norms"][1, LENGTHS[1]:] == 0)  # padded steps get no gradient
     assert "elman" in report["recurrences"]["layers[0].forward"]
-    assert report["recurrences"]["layers[1]"]["step_singular_values"].shape == (B, T, 6)  # (h, c)
+    assert report["recurrences"]["layers[1]"]["step_singular_values"].shape == (B, T, 2)
 
 
 def test_diagnostics_backward_half_under_a_last_step_loss_falls_back_to_jacobians_and_plots():
