@@ -5,7 +5,7 @@ The seed's Elman RNN ``s_t = f(U x_t + W s_{t-1})``, ``o_t = g(V s_t)``, the LST
 compositions of that scan; exact BPTT from ``jax.grad``; PyTorch weights in and out.
 """
 
-from jrnn import init
+from jrnn import init, sharding
 from jrnn._src.bidirectional import Bidirectional, BidirectionalParams, BidirectionalState, bidirectional
 from jrnn._src.deep import Deep, deep
 from jrnn._src.elman import ElmanCell, ElmanParams, elman
@@ -33,7 +33,7 @@ __all__ = [
     "Bidirectional", "BidirectionalParams", "BidirectionalState", "Cell", "Deep", "ElmanCell", "ElmanParams",
     "FunctionMerge", "GRUCell", "GRUParams", "LSTMCell", "LSTMParams", "LSTMState", "RNN", "Readout",
     "ReadoutParams", "SeedMerge", "SeedMergeParams", "SequenceLayer", "TorchRNN", "bidirectional", "deep", "elman", "from_torch", "gru",
-    "init", "lstm", "readout", "reverse_sequences", "scan", "seed_merge", "to_torch", "valid_mask",
+    "init", "sharding", "lstm", "readout", "reverse_sequences", "scan", "seed_merge", "to_torch", "valid_mask",
     # training through time (issue 3)
     "Batch", "CheckpointError", "SkipNonFiniteState", "StateJacobians", "TrainState", "TrainStep", "TruncatedBPTT",
     "checkpoint_steps", "checkpointed_scan", "elman_bound", "gradient_report", "last_valid", "masked_cross_entropy",
