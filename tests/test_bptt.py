@@ -240,8 +240,6 @@ def test_jax_grad_through_two_layer_bidirectional_deep_net_matches_finite_differ
     _check_directional_derivatives(loss, params, xs, seed=9)
 
 
-@pytest.mark.xfail(strict=True, reason="jrnn/_src/scan.py steps the cell on padded inputs and masks with jnp.where, "
-                                      "so a NaN in the padding gives NaN parameter gradients (0 * NaN)")
 def test_nan_in_padding_does_not_reach_the_gradients():
     cell = jrnn.elman(3)
     params = ref.random_params(cell, 0, 2, dtype=np.float64)

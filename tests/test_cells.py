@@ -204,8 +204,6 @@ def test_bias_false_gives_none_biases_and_a_linear_map_through_zero(cell):
     np.testing.assert_array_equal(y, 0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="jrnn/_src/gates.py affine() adds a rank-1 bias to a batched activation "
-                                      "(implicit rank promotion); see tests/conftest.py")
 def test_cells_run_under_strict_rank_promotion():
     with jax.numpy_rank_promotion("raise"):
         for case in CASES:

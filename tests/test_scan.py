@@ -272,9 +272,6 @@ def test_rnn_layer_runs_the_cell_forward_or_backward_like_numpy():
         np.testing.assert_allclose(final, np.stack(ref_finals), **TOL)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="jrnn/_src/scan.py:80 builds the default carry in xs.dtype, but the step returns the dtype "
-                          "promoted with the params' (float32), so lax.scan rejects the carry")
 def test_bfloat16_inputs_with_float32_params_scan_like_their_float32_values():
     case = BY_NAME["elman_tanh"]
     params = ref.random_params(case.cell, 0, I)

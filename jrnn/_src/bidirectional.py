@@ -104,4 +104,11 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
         if cell is not None and not isinstance(cell, Cell):
             raise TypeError(f"jrnn.bidirectional: expected {name} to be a jrnn cell, got {cell!r}")
     merge = merges.as_merge(merge)
-    return Bidirectional(forward, forward if backward is None else backward, merge, unroll)
+    backward = forward if backward is None else backward
+    try:
+        merge.output_size(forward.output_size, backward.output_size)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"jrnn.bidirectional: the merge {getattr(merge, 'name', merge)!r} cannot combine forward "
+                         f"outputs of size {forward.output_size} with backward outputs of size "
+                         f"{backward.output_size}: {error}") from None
+    return Bidirectional(forward, backward, merge, unroll)

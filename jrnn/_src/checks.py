@@ -11,6 +11,8 @@ import jax.numpy as jnp
 
 def positive_int(name: str, value: Any, where: str) -> int:
     """Returns ``value`` if it is a positive int, else raises."""
+    if isinstance(value, bool):
+        raise TypeError(f"{where}: expected {name} to be a positive int, got {value!r}")
     try:
         as_int = operator.index(value)
     except TypeError:
@@ -45,7 +47,7 @@ def lengths(value: Any, batch: int, where: str) -> jax.Array | None:
 
 
 def state_like(state: Any, expected: Any, where: str, name: str = "initial_state") -> Any:
-    """Checks that ``state`` has the pytree structure and leaf shapes of ``expected``."""
+    """Checks that ``state`` has the pytree structure and leaf shapes of ``expected``; casts to its dtypes."""
     exp_leaves, exp_def = jax.tree_util.tree_flatten(expected)
     try:
         leaves = exp_def.flatten_up_to(state)
@@ -56,7 +58,8 @@ def state_like(state: Any, expected: Any, where: str, name: str = "initial_state
         if jnp.shape(leaf) != jnp.shape(exp):
             raise ValueError(
                 f"{where}: expected {name} structured as {_describe(expected)}, got {_describe(state)}")
-    return jax.tree_util.tree_unflatten(exp_def, [jnp.asarray(leaf) for leaf in leaves])
+    cast = [jnp.asarray(leaf, exp.dtype) for leaf, exp in zip(leaves, exp_leaves)]
+    return jax.tree_util.tree_unflatten(exp_def, cast)
 
 
 def _describe(tree: Any) -> str:

@@ -62,8 +62,11 @@ class Deep:
         if initial_state is None:
             initial_state = (None,) * n
         elif not isinstance(initial_state, (tuple, list)) or len(initial_state) != n:
+            got = type(initial_state).__name__
+            if isinstance(initial_state, (tuple, list)):
+                got += f" of length {len(initial_state)}"
             raise ValueError(f"jrnn.Deep: expected initial_state to be None or a tuple of {n} per-layer states, "
-                             f"got {type(initial_state).__name__}")
+                             f"got {got}")
         drop_keys = (None,) * n if key is None or not self.dropout else tuple(jax.random.split(key, n))
         h, finals = xs, []
         for l, (layer, p, s0, k) in enumerate(zip(self.layers, params, initial_state, drop_keys)):

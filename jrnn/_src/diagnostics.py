@@ -31,7 +31,7 @@ from jrnn._src.bidirectional import Bidirectional, BidirectionalState
 from jrnn._src.deep import Deep
 from jrnn._src.elman import ElmanCell
 from jrnn._src.losses import last_valid
-from jrnn._src.scan import reverse_sequences, valid_mask
+from jrnn._src.scan import carry_dtype, reverse_sequences, valid_mask
 
 
 def _check_inputs(xs, lengths, where):
@@ -128,7 +128,7 @@ def _recurrence_jacobians(rec: P.Recurrence, lengths) -> StateJacobians:
     cell, params, xs = rec.cell, rec.params, rec.inputs
     batch, time = xs.shape[:2]
     proc_xs = reverse_sequences(xs, lengths) if rec.reverse else xs
-    s0 = cell.initial_state((batch,), xs.dtype) if rec.initial_state is None else rec.initial_state
+    s0 = cell.initial_state((batch,), carry_dtype(xs, params)) if rec.initial_state is None else rec.initial_state
     unravel = ravel_pytree(jax.tree_util.tree_map(lambda s: s[0], s0))[1]
     flat0 = jax.vmap(lambda s: ravel_pytree(s)[0])(s0)
 

@@ -91,7 +91,7 @@ def elman(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jnp.t
       >>> y.shape
       (2, 4)
     """
-    checks.positive_int("hidden_size", hidden_size, "jrnn.elman")
+    hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.elman")
     if not callable(activation):
         raise TypeError(f"jrnn.elman: expected a callable activation, got {activation!r}")
     return ElmanCell(hidden_size, activation, bias, U_init, W_init, b_init, dtype)

@@ -13,7 +13,7 @@ from jrnn._src import initializers
 def affine(v: jax.Array, M: jax.Array, b: jax.Array | None) -> jax.Array:
     """``M v + b`` for a batch of row vectors ``v[..., in]``, ``M[out, in]``, ``b[out]`` (or no bias)."""
     y = v @ M.T
-    return y if b is None else y + b
+    return y if b is None else y + jnp.broadcast_to(b, y.shape)
 
 
 def init_gated(key: jax.Array, *, num_gates: int, hidden_size: int, input_size: int, recurrent_size: int,

@@ -101,5 +101,5 @@ def gru(hidden_size: int, *, reset_after: bool = True, bias: bool = True,
       >>> y.shape
       (2, 4)
     """
-    checks.positive_int("hidden_size", hidden_size, "jrnn.gru")
+    hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.gru")
     return GRUCell(hidden_size, bool(reset_after), bias, U_init, W_init, b_init, dtype)

@@ -119,9 +119,9 @@ def lstm(hidden_size: int, *, proj_size: int = 0, forget_bias: float = 1.0, bias
       >>> y.shape, state.c.shape
       ((2, 4), (2, 8))
     """
-    checks.positive_int("hidden_size", hidden_size, "jrnn.lstm")
+    hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.lstm")
     if proj_size:
-        checks.positive_int("proj_size", proj_size, "jrnn.lstm")
+        proj_size = checks.positive_int("proj_size", proj_size, "jrnn.lstm")
         if proj_size >= hidden_size:
             raise ValueError(f"jrnn.lstm: expected proj_size < hidden_size ({hidden_size}), got {proj_size}")
     elif proj_size != 0:

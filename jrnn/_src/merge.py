@@ -12,7 +12,11 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, gates, initializers
+
+
+def _identity(x):
+    return x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,30 +53,41 @@ class SeedMerge:
     """The seed's ``y_t = g(V A_t + V' A'_t + b)``; build it with :func:`seed_merge`."""
 
     features: int
-    activation: Callable[[jax.Array], jax.Array] = lambda x: x
+    activation: Callable[[jax.Array], jax.Array] = _identity
     bias: bool = True
     V_init: Callable = initializers.lecun_normal
+    dtype: Any = jnp.float32
 
     def init(self, key, forward_size: int, backward_size: int) -> SeedMergeParams:
         k1, k2 = jax.random.split(key)
-        V = self.V_init(k1, (self.features, forward_size), jnp.float32)
-        V_rev = self.V_init(k2, (self.features, backward_size), jnp.float32)
-        return SeedMergeParams(V, V_rev, jnp.zeros((self.features,), jnp.float32) if self.bias else None)
+        V = self.V_init(k1, (self.features, forward_size), self.dtype)
+        V_rev = self.V_init(k2, (self.features, backward_size), self.dtype)
+        return SeedMergeParams(V, V_rev, jnp.zeros((self.features,), self.dtype) if self.bias else None)
 
     def output_size(self, forward_size: int, backward_size: int) -> int:
         del forward_size, backward_size
         return self.features
 
     def apply(self, params: SeedMergeParams, forward: jax.Array, backward: jax.Array) -> jax.Array:
-        y = forward @ params.V.T + backward @ params.V_rev.T
-        return self.activation(y if params.b is None else y + params.b)
+        y = gates.affine(forward, params.V, params.b) + backward @ params.V_rev.T
+        return self.activation(y)
 
 
-def seed_merge(output_size: int, activation: Callable[[jax.Array], jax.Array] = lambda x: x, *,
-               bias: bool = True) -> SeedMerge:
-    """The seed's bidirectional output ``y_t = g(V A_t + V' A'_t + b)`` with learned ``V``, ``V'`` and ``b``."""
-    checks.positive_int("output_size", output_size, "jrnn.seed_merge")
-    return SeedMerge(output_size, activation, bias)
+def seed_merge(output_size: int, activation: Callable[[jax.Array], jax.Array] = _identity, *,
+               bias: bool = True, V_init: Callable = initializers.lecun_normal, dtype: Any = jnp.float32) -> SeedMerge:
+    """The seed's bidirectional output ``y_t = g(V A_t + V' A'_t + b)`` with learned ``V``, ``V'`` and ``b``.
+
+    Args:
+      output_size: O, the size of ``y_t``.
+      activation: the elementwise ``g`` (identity by default).
+      bias: whether ``b`` exists.
+      V_init: initializer of ``V`` ``[O, H]`` and ``V'`` ``[O, H']``.
+      dtype: dtype of the parameters.
+    """
+    output_size = checks.positive_int("output_size", output_size, "jrnn.seed_merge")
+    if not callable(activation):
+        raise TypeError(f"jrnn.seed_merge: expected a callable activation, got {activation!r}")
+    return SeedMerge(output_size, activation, bias, V_init, dtype)
 
 
 MERGES = {

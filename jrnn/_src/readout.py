@@ -45,7 +45,7 @@ class Readout:
 
 
 def readout(output_size: int, activation: Callable[[jax.Array], jax.Array] = _identity, *, bias: bool = True,
-            V_init: Callable = initializers.lecun_normal) -> Readout:
+            V_init: Callable = initializers.lecun_normal, dtype: Any = jnp.float32) -> Readout:
     """The seed's output layer ``o_t = g(V s_t + b)``, V hidden-to-output ``[O, H]``.
 
     Example:
@@ -55,7 +55,7 @@ def readout(output_size: int, activation: Callable[[jax.Array], jax.Array] = _id
       >>> head.apply(params, jnp.ones((2, 7, 4))).shape
       (2, 7, 10)
     """
-    checks.positive_int("output_size", output_size, "jrnn.readout")
+    output_size = checks.positive_int("output_size", output_size, "jrnn.readout")
     if not callable(activation):
         raise TypeError(f"jrnn.readout: expected a callable activation, got {activation!r}")
-    return Readout(output_size, activation, bias, V_init)
+    return Readout(output_size, activation, bias, V_init, dtype)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
-from jrnn._src.scan import reverse_sequences, scan
+from jrnn._src.scan import carry_dtype, reverse_sequences, scan
 from jrnn._src.types import Cell
 
 
@@ -69,7 +69,7 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
     if segment_length is None:
         segment_length = max(1, math.ceil(math.sqrt(time)))
     segment = min(checks.positive_int("segment_length", segment_length, where), max(time, 1))
-    expected = cell.initial_state((batch,), xs.dtype)
+    expected = cell.initial_state((batch,), carry_dtype(xs, params))
     state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
     if time == 0:
         return scan(cell, params, xs, lengths=lengths, initial_state=state, unroll=unroll)

@@ -36,6 +36,11 @@ def reverse_sequences(xs: jax.Array, lengths: jax.Array | None = None) -> jax.Ar
     return jnp.take_along_axis(xs, index, axis=1)
 
 
+def carry_dtype(xs: jax.Array, params: Any) -> Any:
+    """The dtype the recurrence's state is carried in: that of ``xs`` promoted with every parameter's."""
+    return jnp.result_type(xs.dtype, *(leaf.dtype for leaf in jax.tree_util.tree_leaves(params)))
+
+
 def _keep_where(mask: jax.Array, new: Any, old: Any) -> Any:
     """``new`` where ``mask[b]``, else ``old``, for every leaf with leading batch axis."""
     def pick(n, o):
@@ -60,7 +65,9 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     With ``lengths``, sequence ``b`` is only ``xs[b, :lengths[b]]``: its state stops changing after step
     ``lengths[b] - 1``, its outputs at padded steps are 0, and the returned final state is its own last state.
     With ``reverse=True`` each sequence runs from its own last valid element back to step 0 (the seed's
-    ``A'_t``), and ``ys`` comes back in the original time order. Lengths above T count as T.
+    ``A'_t``), and ``ys`` comes back in the original time order. Lengths above T count as T, below 0 as 0
+    (values are not checked: they may be traced). Padded inputs are replaced by zeros before the cell sees them.
+    The state is carried in the dtype that ``xs`` and ``params`` promote to (an ``initial_state`` is cast to it).
 
     Args:
       cell: any :class:`jrnn.Cell`.
@@ -77,12 +84,14 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     where = f"jrnn.scan({type(cell).__name__})"
     batch, time = checks.sequence(xs, cell.input_size(params), where)
     lengths = checks.lengths(lengths, batch, where)
-    expected = cell.initial_state((batch,), xs.dtype)
+    expected = cell.initial_state((batch,), carry_dtype(xs, params))
     state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
 
     if reverse:
         xs = reverse_sequences(xs, lengths)
     mask = valid_mask(lengths, batch, time)
+    if mask is not None:  # padded inputs never reach the cell, so not even a NaN there touches a gradient
+        xs = jnp.where(mask[:, :, None], xs, jnp.zeros_like(xs))
 
     def body(state, inputs):
         x, valid = inputs
