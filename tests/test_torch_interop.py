@@ -1,8 +1,8 @@
 """jrnn.from_torch / jrnn.to_torch against PyTorch itself: outputs, final states and gradients.
 
 The grid: each cell (Elman tanh, LSTM, GRU) × 1–3 layers × one or two directions × bias on/off × batch_first ×
-with/without lengths × with/without an initial state, plus Elman relu and LSTM with proj_size on the same
-axes at two layers. float32, atol 1e-4.
+with/without lengths × with/without an initial state, plus Elman relu and LSTM with proj_size at two layers,
+one or two directions, with/without lengths and initial state. float32, atol 1e-4.
 """
 
 import itertools
@@ -135,8 +135,8 @@ def check_against_torch(kind, num_layers, bidirectional, bias, batch_first, with
 
 GRID = list(itertools.product(["rnn_tanh", "lstm", "gru"], [1, 2, 3], [False, True], [True, False],
                               [True, False], [False, True], [False, True]))
-EXTRA = list(itertools.product(["rnn_relu", "lstm_proj"], [2], [False, True], [True, False], [True, False],
-                               [False, True], [False, True]))
+EXTRA = list(itertools.product(["rnn_relu", "lstm_proj"], [2], [False, True], [True], [True], [False, True],
+                               [False, True]))
 
 
 def _id(config):
