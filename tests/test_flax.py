@@ -178,7 +178,8 @@ def test_flax_linen_compact_submodule_equals_pure_layer():
         p = variables["params"]
         hidden = jrnn.bidirectional(jrnn.gru(H), merge="sum").apply(p["Bidirectional_0"]["rnn"], xs,
                                                                     lengths=LENGTHS)[0]
-        return model.apply(variables, xs, LENGTHS), hidden @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
+        dense = p["Dense_0"]
+        return model.apply(variables, xs, LENGTHS), hidden @ dense["kernel"] + dense["bias"][None, None]
 
     got, want = outputs(variables, xs)
     assert_trees_close(got, want)

@@ -85,7 +85,7 @@ def test_truncated_bptt_with_k_1_gives_the_one_step_analytic_gradient():
 
     def loss(p):
         ys, _ = jrnn.truncated_bptt(cell, 1).apply(p, jnp.asarray(xs, jnp.float32))
-        return jnp.sum(ys * r)
+        return jnp.sum(ys * r[None, None, :])
 
     g = jax.jit(jax.grad(loss))(params)
     U, W, b = (np.asarray(a, np.float64) for a in (params.U, params.W, params.b_U + params.b_W))
