@@ -70,11 +70,12 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
             steps = [i for i, _ in curve]
             finite = sorted(f for f in finals if math.isfinite(f))
             row = cache.put(key, dict(
-                model=model.name, clip=clip, runs=config["seeds"], diverged=diverged, skipped_steps=skipped,
+                model=model.name, clip=clip,
+                setting=f"clip_by_global_norm({config['max_norm']})" if clip else "no clipping", runs=config["seeds"], diverged=diverged, skipped_steps=skipped,
                 median_test_mse=finite[len(finite) // 2] if finite else float("inf"),
                 curve=[[i, v / config["seeds"]] for i, v in zip(steps, mean_curve)]))
         rows.append(row)
-    plot = _common.plot_curves(rows, out / "clipping.png", label_keys=("clip",), logy=True,
+    plot = _common.plot_curves(rows, out / "clipping.png", label_keys=("setting",), logy=True,
                                title=f"clipping ablation, mean over {config['seeds']} seeds",
                                ylabel="train MSE (capped at 1e6)", baseline=data.ADDING_BASELINE_MSE,
                                baseline_label="predict 1 (1/6)")
