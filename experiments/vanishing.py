@@ -6,7 +6,8 @@ what is left of it t steps earlier (Pascanu, Mikolov & Bengio 2013). For the Elm
 the rate ``−ln(γ σ_max(W))`` per step (γ = 1 for tanh and ReLU), the *bound rate*; tanh's saturation (f' < 1)
 makes it decay faster still. ``decay_rate`` is the fitted slope of ``−ln ‖∂L/∂s_t‖`` against T − t (median over
 the batch): positive decays, negative explodes. The LSTM's additive memory path and the GRU's interpolation
-have no such simple bound; their rates are measured only.
+have no such simple bound; their rates are measured only. The norms are computed in float64, whose range
+(about 1e±308) holds what T = 400 produces.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
     models = cells(config)
     for name, cell in _common.progress(models.items(), desc="vanishing", total=len(models)):
         params = cell.init(k_model, config["features"])
-        norms = np.median(np.asarray(jrnn.step_grad_norms(cell, params, xs)), axis=0)  # [T]
+        with jax.enable_x64(True):  # float64: at T = 400 the norms span more than float32's range
+            as64 = lambda a: jnp.asarray(a, jnp.float64)  # noqa: E731
+            norms64 = jrnn.step_grad_norms(cell, jax.tree_util.tree_map(as64, params), as64(xs))
+            norms = np.median(np.asarray(norms64), axis=0)  # [T]
         row = dict(model=name, T=config["T"], decay_rate=fitted_rate(norms),
                    first_over_last=float(norms[0] / norms[-1]))
         if isinstance(cell, jrnn.ElmanCell):
