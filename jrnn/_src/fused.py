@@ -1,15 +1,23 @@
 """The fused scan: :func:`jrnn.scan`'s semantics for the built-in cells, computed as cuDNN computes an RNN layer.
 
 ``fused_scan(cell, params, xs, ...)`` returns what ``jrnn.scan(cell, params, xs, ...)`` returns (outputs, final
-state, and every gradient) for :func:`jrnn.elman`, :func:`jrnn.lstm` and :func:`jrnn.gru` cells; any other cell
-is handed to ``jrnn.scan``. What it does differently:
+state, and every gradient, to float rounding) for :func:`jrnn.elman`, :func:`jrnn.lstm` and :func:`jrnn.gru`
+cells; any other cell is handed to ``jrnn.scan``. What it does differently (Appleyard, Kocisky & Blunsom 2016,
+"Optimizing performance of recurrent neural networks on GPUs", arXiv:1604.01946):
 
-1. The input projections of all time steps are one GEMM before the loop, ``xp[T, B, G·H] = X U^T + b``, laid out
-   time-major so that step t reads one contiguous ``[B, G·H]`` block.
-2. Each step is one ``[B, P] x [P, G·H]`` matmul for all gates and one wide elementwise pass.
-3. A custom VJP (:func:`jax.custom_vjp`): the backward loop carries only the state's gradient and stacks the
-   gradients of the step's pre-activations; the weight, bias and input gradients are single large GEMMs after
-   the loop (``dW = DZ^T S_prev``, ``dU = DZ^T X``, ``dX = DZ U``), as in cuDNN (Appleyard et al. 2016).
+1. The input projections of all time steps are one GEMM before the loop, ``xp[B, T, G·H] = X U^T``, kept
+   batch-major like ``xs`` (no transposes); step t reads its ``[B, G·H]`` slice.
+2. Each step is one ``[B, P] x [P, G·H]`` matmul for all gates, then one ``tanh`` over all gates
+   (``σ(v) = ½ + ½ tanh(v/2)``), then the state update.
+3. A custom VJP: the backward loop carries only the state's gradient and stacks the gradients of each step's
+   pre-activations; the weight, bias and input gradients are single GEMMs after the loop
+   (``dW = DZ^T S_prev``, ``dU = DZ^T X``, ``dX = DZ U``, ``db = 1^T DZ``).
+4. No ``[B, T, G·H]`` buffer beyond the GEMM's output: the forward loop overwrites ``xp[:, t]`` with step t's
+   activated gates (the residual the backward pass needs), and the backward loop overwrites those with the gate
+   gradients ``DZ``. Fewer and smaller buffers matter on the CPU: every fresh page of a large buffer costs a page
+   fault on each call.
+
+The step math of each cell is in ``jrnn/_src/fused_cells.py``.
 """
 
 from __future__ import annotations
@@ -21,11 +29,11 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
-from jrnn._src.fused_cells import kernel_for
-from jrnn._src.scan import scan
+from jrnn._src.fused_cells import Kernel, kernel_for
+from jrnn._src.scan import reverse_sequences, scan
 from jrnn._src.types import Cell
 
-DEFAULT_UNROLL = 1
+DEFAULT_UNROLL = 1  # measured best on XLA:CPU (benchmarks/, BENCHMARKS.md): unrolling does not pay
 
 
 def fused_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
@@ -33,20 +41,31 @@ def fused_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | N
                matmul_dtype: Any = None) -> tuple[jax.Array, Any]:
     """:func:`jrnn.scan` for the built-in cells, fused: ``(c -> x -> (c, y)) -> c -> [B, T, F] -> ([B, T, O], c)``.
 
-    Same arguments, same results and the same gradients as ``jrnn.scan`` (up to float rounding), faster: see the
-    module docstring. Cells other than ``jrnn.elman``, ``jrnn.lstm`` and ``jrnn.gru`` go to ``jrnn.scan``.
+    Same arguments, results and gradients as ``jrnn.scan`` (to float rounding): without ``lengths`` and with
+    ``reverse=False`` it equals::
+
+        state = initial_state or cell.initial_state((B,))
+        ys = []
+        for t in range(T):
+            state, y = cell.step(params, state, xs[:, t])
+            ys.append(y)
+        return jnp.stack(ys, axis=1), state
+
+    computed as described in the module docstring. Cells other than ``jrnn.elman``, ``jrnn.lstm`` and
+    ``jrnn.gru`` (exact types) go to ``jrnn.scan`` unchanged.
 
     Args:
       cell: any :class:`jrnn.Cell`.
       params: the cell's parameters.
       xs: ``[B, T, F]`` inputs.
       lengths: optional ``[B]`` integer valid lengths: sequence b's state stops changing after step
-        ``lengths[b] - 1`` and its outputs at padded steps are 0.
+        ``lengths[b] - 1``, its outputs at padded steps are 0. Lengths above T count as T.
       initial_state: optional state with batch shape ``[B]``; zeros by default.
       reverse: run each sequence from its own last valid element back to step 0; ``ys`` in the original order.
-      unroll: passed to both ``jax.lax.scan`` loops (forward and backward).
-      matmul_dtype: None (default) computes in the dtype of ``xs``; ``jnp.bfloat16`` runs every matmul and GEMM
-        on bfloat16 operands with accumulation, state and elementwise math in ``xs``'s dtype (mixed precision).
+      unroll: time steps per loop iteration, forward and backward (a speed knob only; ``True`` is all of them).
+      matmul_dtype: None (default) computes every matmul in the dtype of its operands; ``jnp.bfloat16`` runs every
+        matmul and GEMM on bfloat16 operands with float32 accumulation, keeping the state, the elementwise math
+        and every output in the dtype of ``xs`` (mixed precision; about 3 significant digits).
 
     Returns:
       ``(ys[B, T, output_size], final_state)``.
@@ -70,46 +89,57 @@ def fused_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | N
     state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
     if time == 0:
         return jnp.zeros((batch, 0, cell.output_size), xs.dtype), state
+    steps = time if unroll is True else max(1, int(unroll))
+    return fused_layer(kernel, steps, params, xs, state, lengths, reverse)
 
-    xs_tm = jnp.swapaxes(xs, 0, 1)
+
+def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: Any, lengths: jax.Array | None,
+                reverse: bool = False) -> tuple[jax.Array, Any]:
+    """:func:`fused_scan` after its checks, for a given kernel (the benchmarks build variants of the kernels)."""
     if reverse:
-        xs_tm = reverse_time_major(xs_tm, lengths)
-    ys_tm, final_state = _fused_layer(kernel, int(unroll), params, xs_tm, state, lengths)
+        xs = _reverse(xs, lengths)
+    ys, final_state = _fused_layer(kernel, unroll, params, xs, state, lengths)
     if reverse:
-        ys_tm = reverse_time_major(ys_tm, lengths)
-    return jnp.swapaxes(ys_tm, 0, 1), final_state
+        ys = _reverse(ys, lengths)
+    return ys, final_state
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Length-aware reversal of a time-major array, its own inverse (so its VJP is itself).
+# The length-aware reversal is a permutation and its own inverse, so its VJP is itself (no scatter-add).
 # ------------------------------------------------------------------------------------------------------------
 
 @jax.custom_vjp
-def reverse_time_major(xs: jax.Array, lengths: jax.Array | None) -> jax.Array:
-    """``out[t, b] = xs[n_b - 1 - t, b]`` for ``t < n_b = min(lengths[b], T)``, else ``xs[t, b]``."""
-    if lengths is None:
-        return jnp.flip(xs, axis=0)
-    time = xs.shape[0]
-    t = jnp.arange(time)[:, None]
-    n = jnp.minimum(lengths, time)[None, :]
-    index = jnp.where(t < n, n - 1 - t, t)
-    return jnp.take_along_axis(xs, index.reshape(index.shape + (1,) * (xs.ndim - 2)), axis=0)
+def _reverse(xs: jax.Array, lengths: jax.Array | None) -> jax.Array:
+    return reverse_sequences(xs, lengths)
 
 
 def _reverse_fwd(xs, lengths):
-    return reverse_time_major(xs, lengths), lengths
+    return reverse_sequences(xs, lengths), lengths
 
 
 def _reverse_bwd(lengths, g):
-    return reverse_time_major(g, lengths), None
+    return reverse_sequences(g, lengths), None
 
 
-reverse_time_major.defvjp(_reverse_fwd, _reverse_bwd)
+_reverse.defvjp(_reverse_fwd, _reverse_bwd)
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The layer: forward loop, and a custom VJP whose backward loop carries only the state's gradient.
+# The loops. Every per-step array is batch-major, [B, T, k]; step t is [:, t].
 # ------------------------------------------------------------------------------------------------------------
+
+def _at(a: jax.Array, t) -> jax.Array:
+    return jax.lax.dynamic_index_in_dim(a, t, 1, keepdims=False)
+
+
+def _put(a: jax.Array, v: jax.Array, t) -> jax.Array:
+    return jax.lax.dynamic_update_index_in_dim(a, v.astype(a.dtype), t, 1)
+
+
+def _buffers(template: Any, time: int) -> Any:
+    """Zero buffers ``[B, T, k]`` for a pytree of per-step ``[B, k]`` shapes."""
+    return jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape[:1] + (time,) + x.shape[1:], x.dtype), template)
+
 
 def _where_rows(valid: jax.Array, new: Any, old: Any) -> Any:
     def pick(n, o):
@@ -118,59 +148,115 @@ def _where_rows(valid: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(pick, new, old)
 
 
-def _forward(kernel, unroll, params, xs_tm, state0, lengths, save):
-    time = xs_tm.shape[0]
-    xp = kernel.project(params, xs_tm)
-    consts = kernel.consts(params)
+def _forward(kernel, unroll, params, xs, state0, lengths, save):
+    """The forward loop: ``(ys, final state, residuals)``.
 
-    def body(carry, inputs):
-        xp_t, t = inputs
-        new, y, res = kernel.step(consts, carry, xp_t, save)
+    Step t's gates ``a_t`` overwrite ``xp[:, t]`` in place. ``a_t`` is computed from ``xp[:, t]``, so every read of
+    the slot precedes the write and XLA needs no copy; the write also makes XLA compute the gates once, as one
+    array (fused into their consumers instead, they are recomputed per use, unvectorised). With ``save`` the
+    kernel's other residuals are stacked in their own buffers.
+    """
+    time = xs.shape[1]
+    xp = kernel.project(params, xs)
+    consts = kernel.consts(params)
+    carry0 = kernel.carry(state0)
+    _, y_shape, _, extra_shape = jax.eval_shape(lambda c, x: kernel.step(consts, c, x, save), carry0, _at(xp, 0))
+    extras0 = _buffers(extra_shape, time) if save else ()
+
+    def body(t, loop):
+        carry, xp, ys, extras = loop
+        new, y, a, extra = kernel.step(consts, carry, _at(xp, t), save)
         if lengths is not None:
             valid = t < lengths
             new = _where_rows(valid, new, carry)
             y = jnp.where(valid[:, None], y, jnp.zeros_like(y))
-        return new, (y, res)
+        if a is not None:
+            xp = _put(xp, a, t)
+        ys = _put(ys, y, t)
+        if save:
+            extras = jax.tree_util.tree_map(lambda buf, v: _put(buf, v, t), extras, extra)
+        return new, xp, ys, extras
 
-    steps = None if lengths is None else jnp.arange(time, dtype=lengths.dtype)
-    carry, (ys, res) = jax.lax.scan(body, kernel.carry(state0), (xp, steps), unroll=unroll)
-    return ys, kernel.state(carry), res
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused_layer(kernel, unroll, params, xs_tm, state0, lengths):
-    ys, final, _ = _forward(kernel, unroll, params, xs_tm, state0, lengths, save=False)
-    return ys, final
-
-
-def _fused_layer_fwd(kernel, unroll, params, xs_tm, state0, lengths):
-    ys, final, res = _forward(kernel, unroll, params, xs_tm, state0, lengths, save=True)
-    return (ys, final), (params, xs_tm, state0, lengths, ys, res)
+    loop0 = (carry0, xp, _buffers(y_shape, time), extras0)
+    carry, xp, ys, extras = jax.lax.fori_loop(0, time, body, loop0, unroll=min(unroll, time))
+    return ys, kernel.state(carry), (xp, extras)
 
 
-def _fused_layer_bwd(kernel, unroll, saved, cotangents):
-    params, xs_tm, state0, lengths, ys, res = saved
-    dys, dfinal = cotangents
-    time = xs_tm.shape[0]
-    s0 = kernel.state_output(state0)
-    S_prev = jnp.concatenate([s0[None].astype(ys.dtype), ys[:-1]], axis=0)  # [T, B, P]: the state before step t
-    consts = kernel.consts(params)
+def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, lengths):
+    """The backward loop, t = T-1 .. 0: ``(d initial carry, DZ, stacked extra gradients)``.
 
-    def body(dcarry, inputs):
-        dy, res_t, s_prev, y, t = inputs
-        dprev, dxp, dhw, extra = kernel.step_bwd(consts, dcarry, dy, res_t, s_prev, y)
+    Carries only the state's gradient. Step t's ``dz_t`` goes over the residual ``a_t`` in ``buf``; the writes of
+    one iteration's steps are deferred to the start of the next, before anything reads ``buf`` again. Then no read
+    of the buffer can come after a write into it and XLA updates it in place (with the write at the end of an
+    iteration, XLA copies the whole buffer every iteration: some reads, such as the LSTM's forget gate for
+    ``dc_{t-1}``, do not feed the write). The first iteration's "pending" write puts back what slot T-1 holds.
+    """
+    time = dys.shape[1]
+    k = max(1, min(unroll, time))
+
+    def step(t, dcarry, buf):
+        at = lambda a: None if a is None else _at(a, t)  # noqa: E731
+        dprev, dz, dextra = kernel.step_bwd(consts, dcarry, at(dys), at(buf), jax.tree_util.tree_map(at, extras),
+                                            at(S_prev), at(ys) if kernel.needs_y else None)
         if lengths is not None:
             valid = t < lengths
             dprev = _where_rows(valid, dprev, dcarry)
-            dxp, dhw, extra = _where_rows(valid, (dxp, dhw, extra), jax.tree_util.tree_map(
-                jnp.zeros_like, (dxp, dhw, extra)))
-        return dprev, (dxp, dhw, extra)
+            zero = lambda v: jnp.where(valid[:, None], v, jnp.zeros_like(v))  # noqa: E731
+            dz, dextra = zero(dz), jax.tree_util.tree_map(zero, dextra)
+        return dprev, dz, dextra
 
-    steps = None if lengths is None else jnp.arange(time, dtype=lengths.dtype)
-    inputs = (dys, res, S_prev, ys if kernel.needs_y else None, steps)
-    dcarry0, (DXP, DHW, extra) = jax.lax.scan(body, kernel.carry(dfinal), inputs, reverse=True, unroll=unroll)
-    dparams, dxs_tm = kernel.grads(params, xs_tm, S_prev, DXP, DHW, extra, res, ys)
-    return dparams, dxs_tm, kernel.state(dcarry0), None
+    def block(top, n, loop):
+        """Writes the pending ``dz`` of the previous block, then runs steps ``top, ..., top - n + 1``."""
+        dcarry, buf, pending, dextras = loop
+        for value, index in pending:
+            buf = _put(buf, value, index)
+        pending = []
+        for j in range(n):
+            t = top - j
+            dcarry, dz, dextra = step(t, dcarry, buf)
+            dextras = jax.tree_util.tree_map(lambda b, v: _put(b, v, t), dextras, dextra)
+            pending.append((dz, t))
+        pending += pending[-1:] * (k - n)  # a repeated write keeps the loop carry's structure fixed
+        return dcarry, buf, tuple(pending), dextras
+
+    last = time - 1
+    _, _, dextra_shape = jax.eval_shape(lambda c: step(last, c, buf), dcarry)
+    loop = (dcarry, buf, ((_at(buf, last), last),) * k, _buffers(dextra_shape, time))
+    rest = time % k
+    if rest:
+        loop = block(last, rest, loop)
+    loop = jax.lax.fori_loop(0, time // k, lambda i, lp: block(last - rest - i * k, k, lp), loop)
+    dcarry, buf, pending, dextras = loop
+    for value, index in pending:
+        buf = _put(buf, value, index)
+    return dcarry, buf, dextras
+
+
+def _shift_in(s0: jax.Array, ys: jax.Array) -> jax.Array:
+    """The state before each step, ``[s0, y_0, ..., y_{T-2}]`` along the time axis."""
+    return jnp.concatenate([s0[:, None].astype(ys.dtype), ys[:, :-1]], axis=1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _fused_layer(kernel, unroll, params, xs, state0, lengths):
+    ys, final, _ = _forward(kernel, unroll, params, xs, state0, lengths, save=False)
+    return ys, final
+
+
+def _fused_layer_fwd(kernel, unroll, params, xs, state0, lengths):
+    ys, final, res = _forward(kernel, unroll, params, xs, state0, lengths, save=True)
+    return (ys, final), (params, xs, state0, lengths, ys, res)
+
+
+def _fused_layer_bwd(kernel, unroll, saved, cotangents):
+    params, xs, state0, lengths, ys, (buf, extras) = saved
+    dys, dfinal = cotangents
+    S_prev = _shift_in(kernel.state_output(state0), ys)
+    consts = kernel.consts(params)
+    dcarry, DZ, dextras = _backward(kernel, unroll, consts, kernel.carry(dfinal), buf, extras, dys, S_prev, ys,
+                                    lengths)
+    dparams, dxs = kernel.grads(params, xs, S_prev, DZ, dextras, extras)
+    return dparams, dxs, kernel.state(dcarry), None
 
 
 _fused_layer.defvjp(_fused_layer_fwd, _fused_layer_bwd)

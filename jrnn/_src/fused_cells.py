@@ -4,17 +4,20 @@ A *kernel* is the fused path's view of a cell. It splits the cell's affine maps 
 ``x_t`` (hoisted out of the loop as one GEMM, ``xp = X U^T + b_x``) and the part that reads the state (one
 ``[B, P] x [P, G·H]`` matmul per step), and writes the step's backward pass out by hand, as cuDNN does:
 
-- ``step(consts, carry, xp_t, save) -> (carry, y_t, residuals_t)`` runs one step on the hoisted ``xp_t``;
-- ``step_bwd(consts, dcarry, dy_t, residuals_t, s_prev_t, y_t) -> (dcarry_prev, dxp_t, dhw_t, extra_t)``
-  takes the state's gradient one step back and returns the gradients of the step's pre-activations: ``dxp_t``
-  for the input projection, ``dhw_t`` for the recurrent one (None when it equals ``dxp_t``), ``extra_t`` for
-  whatever else the weight gradients need;
-- ``grads(...)`` turns the stacked step gradients into parameter and input gradients with a few large GEMMs
-  after the loop.
+- ``step(consts, carry, xp_t, save) -> (carry, y_t, a_t, extra_t)`` runs one step on the hoisted ``xp_t``
+  (``[B, G·H]``, without bias: the bias is added inside the step's elementwise pass). With ``save``, ``a_t`` (the
+  shape of ``xp_t``, or None) is the residual written over ``xp_t`` in place and ``extra_t`` a tuple of other
+  per-step residuals;
+- ``step_bwd(consts, dcarry, dy_t, a_t, extra_t, s_prev_t, y_t) -> (dcarry_prev, dz_t, dextra_t)`` takes the
+  state's gradient one step back; ``dz_t`` (the gradient of the step's input pre-activation, written over
+  ``a_t`` in place) and ``dextra_t`` (a tuple) are stacked for the weight gradients;
+- ``grads(params, X, S_prev, DZ, dextras, extras) -> (dparams, dX)`` computes every parameter and input
+  gradient with a few large GEMMs after the loop.
 
 Every kernel computes exactly its cell's docstring equations. One identity is used: ``σ(v) = ½ + ½ tanh(v/2)``,
 so the gates of a step go through a single ``tanh`` over a contiguous ``[B, G·H]`` block (XLA's CPU loop
-fusions are much faster on one wide elementwise op than on several gate slices).
+fusions are much faster on one wide elementwise op than on several gate slices), and their derivatives are
+``σ' = (1 - a²)/4`` and ``tanh' = 1 - a²`` of that same ``a``.
 """
 
 from __future__ import annotations
@@ -31,18 +34,20 @@ from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState
 
 
 def _mm(a: jax.Array, b: jax.Array, dtype: Any) -> jax.Array:
-    """``a @ b``, with both operands cast to ``dtype`` (if given) and the product accumulated in ``a``'s dtype."""
+    """``a @ b``; with ``dtype``, on operands cast to it, accumulated and returned in ``a``'s dtype."""
     if dtype is None:
         return a @ b
     return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=a.dtype)
 
 
-def _sum_rows(d: jax.Array) -> jax.Array:
-    return d.reshape(-1, d.shape[-1]).sum(0)
-
-
 def _flat(a: jax.Array) -> jax.Array:
     return a.reshape(-1, a.shape[-1])
+
+
+def _colsum(D: jax.Array) -> jax.Array:
+    """``Σ_rows D`` as a matrix-vector product: XLA then reads ``D`` only through dots (a reduce beside the dots
+    makes it copy the whole buffer once per consumer)."""
+    return jnp.ones((D.shape[0],), D.dtype) @ D
 
 
 def _maybe(b: Any, value: Any) -> Any:
@@ -56,62 +61,48 @@ def _add(a: jax.Array | None, b: jax.Array | None) -> jax.Array | None:
     return a if b is None else a + b
 
 
+def _plus(v: jax.Array, b: jax.Array | None) -> jax.Array:
+    return v if b is None else v + b
+
+
+def _blocks(values, H: int, dtype) -> jax.Array:
+    """``[v_1] * H + [v_2] * H + ...``: a per-gate constant over a packed ``[G·H]`` axis."""
+    return jnp.concatenate([jnp.full((H,), v, dtype) for v in values])
+
+
 @dataclasses.dataclass(frozen=True)
 class Kernel:
-    """What every kernel shares: the cell, the matmul dtype, and the after-loop GEMMs."""
+    """What every kernel shares: the cell, the matmul dtype, the input GEMM and the after-loop GEMMs."""
 
     cell: Any
     matmul_dtype: Any = None
 
+    needs_y = False  # whether step_bwd reads y_t
+
     def mm(self, a, b):
         return _mm(a, b, self.matmul_dtype)
 
-    def project(self, params, xs_tm):
-        """``xp[T, B, G·H] = X U^T + b_x``: every input projection of the sequence in one GEMM."""
-        U, b = self.projection(params)
-        T, B, I = xs_tm.shape
-        xp = self.mm(xs_tm.reshape(T * B, I), U.T)
-        if b is not None:
-            xp = xp + b
-        return xp.reshape(T, B, -1)
+    def weight(self, w):
+        """A matrix read every step, cast once to the matmul dtype."""
+        return w if self.matmul_dtype is None else w.astype(self.matmul_dtype)
 
-    def input_grads(self, params, xs_tm, DXP):
-        """``dU = DXP^T X``, ``db_U = Σ DXP``, ``dX = DXP U`` as three GEMM-sized ops."""
-        T, B, I = xs_tm.shape
-        D = _flat(DXP)
-        dU = self.mm(D.T, xs_tm.reshape(T * B, I))
-        dX = self.mm(D, params.U).reshape(T, B, I)
-        return dU, _maybe(params.b_U, D.sum(0)), dX
+    def project(self, params, xs):
+        """``xp[B, T, G·H] = X U^T``: every input projection of the sequence in one GEMM (the bias is added in
+        the step's elementwise pass, where it costs nothing)."""
+        xp = self.mm(_flat(xs), params.U.T)
+        return xp.reshape(xs.shape[:2] + (-1,))
 
-    def recurrent_grads(self, params, DHW, S_prev):
-        """``dW = DHW^T S_prev``, ``db_W = Σ DHW``."""
-        D = _flat(DHW)
-        return self.mm(D.T, _flat(S_prev)), _maybe(params.b_W, D.sum(0))
+    def input_grads(self, params, xs, DZ):
+        """``dU = DZ^T X``, ``db_U = 1^T DZ``, ``dX = DZ U``."""
+        D = _flat(DZ)
+        dU = self.mm(D.T, _flat(xs))
+        dX = self.mm(D, params.U).reshape(xs.shape)
+        return dU, _maybe(params.b_U, _colsum(D)), dX
 
-
-# ------------------------------------------------------------------------------------------------------------
-# Elman: s_t = f(U x_t + b_U + W s_{t-1} + b_W)
-# ------------------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class ElmanKernel(Kernel):
-
-    @property
-    def _kind(self) -> str:
-        act = self.cell.activation
-        if act is jnp.tanh:
-            return "tanh"
-        if act is jax.nn.relu:
-            return "relu"
-        return "generic"
-
-    needs_y = True
-
-    def projection(self, params: ElmanParams):
-        return params.U, _add(params.b_U, params.b_W)
-
-    def consts(self, params: ElmanParams):
-        return params.W.T, params.W
+    def recurrent_grads(self, DZ, S_prev):
+        """``dW = DZ^T S_prev`` and ``1^T DZ``."""
+        D = _flat(DZ)
+        return self.mm(D.T, _flat(S_prev)), _colsum(D)
 
     def carry(self, state):
         return state
@@ -122,15 +113,36 @@ class ElmanKernel(Kernel):
     def state_output(self, state):
         return state
 
-    def step(self, consts, s, xp, save):
-        W_T, _ = consts
-        z = xp + self.mm(s, W_T)
-        s = self.cell.activation(z)
-        res = z if (save and self._kind == "generic") else None
-        return s, s, res
 
-    def step_bwd(self, consts, ds, dy, res, s_prev, y):
-        _, W = consts
+# ------------------------------------------------------------------------------------------------------------
+# Elman: s_t = f(U x_t + b_U + W s_{t-1} + b_W)
+# ------------------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ElmanKernel(Kernel):
+
+    needs_y = True
+
+    @property
+    def _kind(self) -> str:
+        act = self.cell.activation
+        if act is jnp.tanh:
+            return "tanh"  # f' = 1 - s²
+        if act is jax.nn.relu:
+            return "relu"  # f' = [s > 0]
+        return "generic"  # f' from jax.jvp at the stored pre-activation
+
+    def consts(self, params: ElmanParams):
+        return self.weight(params.W.T), self.weight(params.W), _add(params.b_U, params.b_W)
+
+    def step(self, consts, s, xp, save):
+        W_T, _, b = consts
+        z = _plus(xp + self.mm(s, W_T), b)
+        s = self.cell.activation(z)
+        return s, s, (z if self._kind == "generic" else None), ()
+
+    def step_bwd(self, consts, ds, dy, z, extra, s_prev, y):
+        _, W, _ = consts
         ds = ds + dy
         kind = self._kind
         if kind == "tanh":
@@ -138,13 +150,13 @@ class ElmanKernel(Kernel):
         elif kind == "relu":
             dz = jnp.where(y > 0, ds, jnp.zeros_like(ds))
         else:
-            _, dz = jax.jvp(self.cell.activation, (res,), (ds,))
-        return self.mm(dz, W), dz, None, None
+            _, dz = jax.jvp(self.cell.activation, (z,), (ds,))
+        return self.mm(dz, W), dz, ()
 
-    def grads(self, params: ElmanParams, xs_tm, S_prev, DXP, DHW, extra, res, ys):
-        dU, db_U, dX = self.input_grads(params, xs_tm, DXP)
-        dW, db_W = self.recurrent_grads(params, DXP, S_prev)
-        return ElmanParams(dU, dW, db_U, db_W), dX
+    def grads(self, params: ElmanParams, xs, S_prev, DZ, dextras, extras):
+        dU, db_U, dX = self.input_grads(params, xs, DZ)
+        dW, db = self.recurrent_grads(DZ, S_prev)
+        return ElmanParams(dU, dW, db_U, _maybe(params.b_W, db)), dX
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -162,68 +174,70 @@ def _lstm_gates(a: jax.Array, H: int):
 
 @dataclasses.dataclass(frozen=True)
 class LSTMKernel(Kernel):
+    """Residuals per step: the gates ``a_t`` (in place), ``c_{t-1}`` and ``tanh(c_t)`` (and ``m_t`` with
+    ``proj_size``). ``pack_carry`` carries ``[h, c]`` as one array (measured in the benchmarks; no gain here,
+    since the backward loop is hand-written and carries two small arrays either way)."""
 
-    needs_y = False
-
-    def projection(self, params: LSTMParams):
-        return params.U, _add(params.b_U, params.b_W)
+    pack_carry: bool = False
 
     def consts(self, params: LSTMParams):
         H = self.cell.hidden_size
         dtype = params.W.dtype
-        half = jnp.full((H,), 0.5, dtype)
-        scale = jnp.concatenate([half, half, jnp.ones((H,), dtype), half])
+        scale = _blocks((0.5, 0.5, 1.0, 0.5), H, dtype)
+        dscale = _blocks((0.25, 0.25, 1.0, 0.25), H, dtype)  # σ' = (1 - a²)/4, tanh' = 1 - a²
+        b = _add(params.b_U, params.b_W)
         R = params.R
-        return params.W.T, params.W, scale, None if R is None else R.T, R
+        return dict(W_T=self.weight(params.W.T), W=self.weight(params.W), b=None if b is None else b * scale,
+                    scale=scale, dscale=dscale, R_T=None if R is None else self.weight(R.T),
+                    R=None if R is None else self.weight(R))
 
     def carry(self, state: LSTMState):
-        return (state.h, state.c)
+        return jnp.concatenate([state.h, state.c], axis=-1) if self.pack_carry else (state.h, state.c)
+
+    def _split(self, carry):
+        if self.pack_carry:
+            P = self.cell.output_size
+            return carry[..., :P], carry[..., P:]
+        return carry
+
+    def _join(self, h, c):
+        return jnp.concatenate([h, c], axis=-1) if self.pack_carry else (h, c)
 
     def state(self, carry) -> LSTMState:
-        return LSTMState(*carry)
+        return LSTMState(*self._split(carry))
 
     def state_output(self, state: LSTMState):
         return state.h
 
     def step(self, consts, carry, xp, save):
-        W_T, _, scale, R_T, _ = consts
-        h, c = carry
+        h, c = self._split(carry)
         H = self.cell.hidden_size
-        a = jnp.tanh((xp + self.mm(h, W_T)) * scale)
+        a = jnp.tanh(_plus((xp + self.mm(h, consts["W_T"])) * consts["scale"], consts["b"]))
         i, f, g, o = _lstm_gates(a, H)
         c_new = f * c + i * g
-        m = o * jnp.tanh(c_new)
-        h_new = m if R_T is None else self.mm(m, R_T)
-        return (h_new, c_new), h_new, ((a, c) if save else None)
+        tc = jnp.tanh(c_new)
+        m = o * tc
+        if consts["R_T"] is None:
+            return self._join(m, c_new), m, a, (c, tc)
+        h_new = self.mm(m, consts["R_T"])
+        return self._join(h_new, c_new), h_new, a, (c, tc, m)
 
-    def step_bwd(self, consts, dcarry, dy, res, s_prev, y):
-        _, W, _, _, R = consts
-        dh, dc = dcarry
-        a, c_prev = res
-        H = self.cell.hidden_size
-        i, f, g, o = _lstm_gates(a, H)
-        c = f * c_prev + i * g
-        tc = jnp.tanh(c)
+    def step_bwd(self, consts, dcarry, dy, a, extra, s_prev, y):
+        dh, dc = self._split(dcarry)
+        c_prev, tc = extra[0], extra[1]
+        i, f, g, o = _lstm_gates(a, self.cell.hidden_size)
         dh = dh + dy
-        dm = dh if R is None else self.mm(dh, R)
-        do = dm * tc * o * (1.0 - o)
+        dm = dh if consts["R"] is None else self.mm(dh, consts["R"])
         dc = dc + dm * o * (1.0 - tc * tc)
-        di = dc * g * i * (1.0 - i)
-        df = dc * c_prev * f * (1.0 - f)
-        dg = dc * i * (1.0 - g * g)
-        dz = jnp.concatenate([di, df, dg, do], axis=-1)
-        return (self.mm(dz, W), dc * f), dz, None, (None if R is None else dh)
+        # dz = [dc·g, dc·c_prev, dc·i, dm·tanh(c)] ⊙ (activation' of each gate): one full-width pass.
+        dz = jnp.concatenate([dc * g, dc * c_prev, dc * i, dm * tc], axis=-1) * (1.0 - a * a) * consts["dscale"]
+        return self._join(self.mm(dz, consts["W"]), dc * f), dz, (() if consts["R"] is None else (dh,))
 
-    def grads(self, params: LSTMParams, xs_tm, S_prev, DXP, DHW, extra, res, ys):
-        dU, db_U, dX = self.input_grads(params, xs_tm, DXP)
-        dW, db_W = self.recurrent_grads(params, DXP, S_prev)
-        dR = None
-        if params.R is not None:
-            A, C_prev = res
-            i, f, g, o = _lstm_gates(A, self.cell.hidden_size)
-            M = o * jnp.tanh(f * C_prev + i * g)
-            dR = self.mm(_flat(extra).T, _flat(M))
-        return LSTMParams(dU, dW, db_U, db_W, dR), dX
+    def grads(self, params: LSTMParams, xs, S_prev, DZ, dextras, extras):
+        dU, db_U, dX = self.input_grads(params, xs, DZ)
+        dW, db = self.recurrent_grads(DZ, S_prev)
+        dR = None if params.R is None else self.mm(_flat(dextras[0]).T, _flat(extras[2]))
+        return LSTMParams(dU, dW, db_U, _maybe(params.b_W, db), dR), dX
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -232,93 +246,75 @@ class LSTMKernel(Kernel):
 
 @dataclasses.dataclass(frozen=True)
 class GRUKernel(Kernel):
-
-    needs_y = False
-
-    def projection(self, params: GRUParams):
-        H = self.cell.hidden_size
-        b_W = params.b_W
-        if b_W is not None and self.cell.reset_after:  # b_Wn sits inside r ⊙ (W_n s + b_Wn): keep it in the loop
-            b_W = jnp.concatenate([b_W[:2 * H], jnp.zeros((H,), b_W.dtype)])
-        return params.U, _add(params.b_U, b_W)
+    """Residuals per step: ``[tanh((r, z) pre-activations / 2), n]`` (in place) and ``W_n s + b_Wn`` (reset
+    after) or ``r ⊙ s_{t-1}`` (reset before)."""
 
     def consts(self, params: GRUParams):
         H = self.cell.hidden_size
-        W = params.W
-        b_n = None if params.b_W is None else params.b_W[2 * H:]
-        if self.cell.reset_after:
-            return W.T, W, b_n
-        return W[:2 * H].T, W[:2 * H], W[2 * H:].T, W[2 * H:]
-
-    def carry(self, state):
-        return state
-
-    def state(self, carry):
-        return carry
-
-    def state_output(self, state):
-        return state
+        W, b_U, b_W = params.W, params.b_U, params.b_W
+        if self.cell.reset_after:  # b_Wn sits inside r ⊙ (W_n s + b_Wn): it stays apart
+            b_x = _add(b_U, None if b_W is None else jnp.concatenate([b_W[:2 * H], jnp.zeros((H,), b_W.dtype)]))
+            return dict(W_T=self.weight(W.T), W=self.weight(W), b_x=b_x, b_n=None if b_W is None else b_W[2 * H:])
+        return dict(Wrz_T=self.weight(W[:2 * H].T), Wrz=self.weight(W[:2 * H]), Wn_T=self.weight(W[2 * H:].T),
+                    Wn=self.weight(W[2 * H:]), b_x=_add(b_U, b_W))
 
     def step(self, consts, s, xp, save):
         H = self.cell.hidden_size
+        xp = _plus(xp, consts["b_x"])
         if self.cell.reset_after:
-            W_T, _, b_n = consts
-            hw = self.mm(s, W_T)
+            hw = self.mm(s, consts["W_T"])
             a = jnp.tanh(0.5 * (xp[:, :2 * H] + hw[:, :2 * H]))
             r = 0.5 + 0.5 * a[:, :H]
             z = 0.5 + 0.5 * a[:, H:]
-            hn = hw[:, 2 * H:] if b_n is None else hw[:, 2 * H:] + b_n
+            hn = _plus(hw[:, 2 * H:], consts["b_n"])
             n = jnp.tanh(xp[:, 2 * H:] + r * hn)
-            s_new = n + z * (s - n)
-            return s_new, s_new, ((a, n, hn) if save else None)
-        Wrz_T, _, Wn_T, _ = consts
-        a = jnp.tanh(0.5 * (xp[:, :2 * H] + self.mm(s, Wrz_T)))
-        r = 0.5 + 0.5 * a[:, :H]
-        z = 0.5 + 0.5 * a[:, H:]
-        n = jnp.tanh(xp[:, 2 * H:] + self.mm(r * s, Wn_T))
+            extra = (hn,)
+        else:
+            a = jnp.tanh(0.5 * (xp[:, :2 * H] + self.mm(s, consts["Wrz_T"])))
+            r = 0.5 + 0.5 * a[:, :H]
+            z = 0.5 + 0.5 * a[:, H:]
+            rs = r * s
+            n = jnp.tanh(xp[:, 2 * H:] + self.mm(rs, consts["Wn_T"]))
+            extra = (rs,)
         s_new = n + z * (s - n)
-        return s_new, s_new, ((a, n) if save else None)
+        return s_new, s_new, jnp.concatenate([a, n], axis=-1), extra
 
-    def step_bwd(self, consts, ds, dy, res, s_prev, y):
+    def step_bwd(self, consts, ds, dy, a, extra, s_prev, y):
         H = self.cell.hidden_size
         ds = ds + dy
-        if self.cell.reset_after:
-            _, W, _ = consts
-            a, n, hn = res
-        else:
-            _, Wrz, _, Wn = consts
-            a, n = res
         r = 0.5 + 0.5 * a[:, :H]
-        z = 0.5 + 0.5 * a[:, H:]
+        z = 0.5 + 0.5 * a[:, H:2 * H]
+        n = a[:, 2 * H:]
         dn = ds * (1.0 - n * n) * (1.0 - z)
         dz = ds * (s_prev - n) * z * (1.0 - z)
         if self.cell.reset_after:
+            (hn,) = extra
             dr = dn * hn * r * (1.0 - r)
-            dxp = jnp.concatenate([dr, dz, dn], axis=-1)
-            dhw = jnp.concatenate([dr, dz, dn * r], axis=-1)
-            return ds * z + self.mm(dhw, W), dxp, dhw, None
-        drs = self.mm(dn, Wn)
+            dnr = dn * r
+            dhw = jnp.concatenate([dr, dz, dnr], axis=-1)
+            return ds * z + self.mm(dhw, consts["W"]), jnp.concatenate([dr, dz, dn], axis=-1), (dnr,)
+        drs = self.mm(dn, consts["Wn"])
         dr = drs * s_prev * r * (1.0 - r)
         drz = jnp.concatenate([dr, dz], axis=-1)
-        dxp = jnp.concatenate([drz, dn], axis=-1)
-        return ds * z + drs * r + self.mm(drz, Wrz), dxp, None, None
+        return ds * z + drs * r + self.mm(drz, consts["Wrz"]), jnp.concatenate([drz, dn], axis=-1), ()
 
-    def grads(self, params: GRUParams, xs_tm, S_prev, DXP, DHW, extra, res, ys):
+    def grads(self, params: GRUParams, xs, S_prev, DZ, dextras, extras):
         H = self.cell.hidden_size
-        dU, db_U, dX = self.input_grads(params, xs_tm, DXP)
+        dU, db_U, dX = self.input_grads(params, xs, DZ)
+        # Every consumer reads DZ whole (a column slice as a GEMM operand makes XLA copy the buffer): the n rows
+        # of the dW computed from DZ are then replaced by their own GEMM.
+        dW_x, db_x = self.recurrent_grads(DZ, S_prev)
         if self.cell.reset_after:
-            dW, db_W = self.recurrent_grads(params, DHW, S_prev)
+            dW_n, db_n = self.recurrent_grads(dextras[0], S_prev)  # from dn ⊙ r
+            db_W = jnp.concatenate([db_x[:2 * H], db_n])
         else:
-            a = res[0]
-            RS = (0.5 + 0.5 * a[..., :H]) * S_prev
-            D = _flat(DXP)
-            dW = jnp.concatenate([self.mm(D[:, :2 * H].T, _flat(S_prev)), self.mm(D[:, 2 * H:].T, _flat(RS))])
-            db_W = _maybe(params.b_W, db_U)
-        return GRUParams(dU, dW, db_U, db_W), dX
+            dW_n = self.mm(_flat(DZ).T, _flat(extras[0]))[2 * H:]  # from dn and r ⊙ s_prev
+            db_W = db_x
+        return GRUParams(dU, jnp.concatenate([dW_x[:2 * H], dW_n]), db_U, _maybe(params.b_W, db_W)), dX
 
 
 def kernel_for(cell: Any, matmul_dtype: Any = None) -> Kernel | None:
-    """The kernel of a built-in cell (exact type match), or None for any other cell."""
+    """The kernel of a built-in cell (exact type match: a subclass may change the step), or None."""
     kernels: dict[type, Callable] = {ElmanCell: ElmanKernel, LSTMCell: LSTMKernel, GRUCell: GRUKernel}
     make = kernels.get(type(cell))
     return None if make is None else make(cell, matmul_dtype)
