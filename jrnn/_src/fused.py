@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from jrnn._src import checks
 from jrnn._src.fused_cells import Kernel, kernel_for
-from jrnn._src.scan import reverse_sequences, scan
+from jrnn._src.scan import carry_dtype, reverse_sequences, scan, valid_mask
 from jrnn._src.types import Cell
 
 DEFAULT_UNROLL = 1  # measured best on XLA:CPU (benchmarks/, BENCHMARKS.md): unrolling does not pay
@@ -59,8 +59,10 @@ def fused_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | N
       params: the cell's parameters.
       xs: ``[B, T, F]`` inputs.
       lengths: optional ``[B]`` integer valid lengths: sequence b's state stops changing after step
-        ``lengths[b] - 1``, its outputs at padded steps are 0. Lengths above T count as T.
-      initial_state: optional state with batch shape ``[B]``; zeros by default.
+        ``lengths[b] - 1``, its outputs at padded steps are 0. Lengths above T count as T, below 0 as 0. Padded
+        inputs are replaced by zeros before the cell sees them.
+      initial_state: optional state with batch shape ``[B]``; zeros by default. The state is carried in the
+        dtype that ``xs`` and ``params`` promote to.
       reverse: run each sequence from its own last valid element back to step 0; ``ys`` in the original order.
       unroll: time steps per loop iteration, forward and backward (a speed knob only; ``True`` is all of them).
       matmul_dtype: None (default) computes every matmul in the dtype of its operands; ``jnp.bfloat16`` runs every
@@ -85,10 +87,10 @@ def fused_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | N
     where = f"jrnn.fused_scan({type(cell).__name__})"
     batch, time = checks.sequence(xs, cell.input_size(params), where)
     lengths = checks.lengths(lengths, batch, where)
-    expected = cell.initial_state((batch,), xs.dtype)
+    expected = cell.initial_state((batch,), carry_dtype(xs, params))
     state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
     if time == 0:
-        return jnp.zeros((batch, 0, cell.output_size), xs.dtype), state
+        return jnp.zeros((batch, 0, cell.output_size), carry_dtype(xs, params)), state
     steps = time if unroll is True else max(1, int(unroll))
     return fused_layer(kernel, steps, params, xs, state, lengths, reverse)
 
@@ -98,6 +100,9 @@ def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: 
     """:func:`fused_scan` after its checks, for a given kernel (the benchmarks build variants of the kernels)."""
     if reverse:
         xs = _reverse(xs, lengths)
+    mask = valid_mask(lengths, *xs.shape[:2])
+    if mask is not None:  # padded inputs never reach the cell (nor, as NaN, the after-loop GEMMs' dU = DZ^T X)
+        xs = jnp.where(mask[:, :, None], xs, jnp.zeros_like(xs))
     ys, final_state = _fused_layer(kernel, unroll, params, xs, state, lengths)
     if reverse:
         ys = _reverse(ys, lengths)

@@ -65,9 +65,14 @@ def _plus(v: jax.Array, b: jax.Array | None) -> jax.Array:
     return v if b is None else v + b
 
 
+def _row(b: jax.Array | None) -> jax.Array | None:
+    """A ``[k]`` vector as a ``[1, k]`` row, to broadcast against ``[B, k]`` explicitly (strict rank promotion)."""
+    return None if b is None else b[None, :]
+
+
 def _blocks(values, H: int, dtype) -> jax.Array:
-    """``[v_1] * H + [v_2] * H + ...``: a per-gate constant over a packed ``[G·H]`` axis."""
-    return jnp.concatenate([jnp.full((H,), v, dtype) for v in values])
+    """``[[v_1] * H + [v_2] * H + ...]``: a per-gate constant row over a packed ``[1, G·H]`` axis."""
+    return jnp.concatenate([jnp.full((H,), v, dtype) for v in values])[None, :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +138,7 @@ class ElmanKernel(Kernel):
         return "generic"  # f' from jax.jvp at the stored pre-activation
 
     def consts(self, params: ElmanParams):
-        return self.weight(params.W.T), self.weight(params.W), _add(params.b_U, params.b_W)
+        return self.weight(params.W.T), self.weight(params.W), _row(_add(params.b_U, params.b_W))
 
     def step(self, consts, s, xp, save):
         W_T, _, b = consts
@@ -185,7 +190,7 @@ class LSTMKernel(Kernel):
         dtype = params.W.dtype
         scale = _blocks((0.5, 0.5, 1.0, 0.5), H, dtype)
         dscale = _blocks((0.25, 0.25, 1.0, 0.25), H, dtype)  # σ' = (1 - a²)/4, tanh' = 1 - a²
-        b = _add(params.b_U, params.b_W)
+        b = _row(_add(params.b_U, params.b_W))
         R = params.R
         return dict(W_T=self.weight(params.W.T), W=self.weight(params.W), b=None if b is None else b * scale,
                     scale=scale, dscale=dscale, R_T=None if R is None else self.weight(R.T),
@@ -254,9 +259,10 @@ class GRUKernel(Kernel):
         W, b_U, b_W = params.W, params.b_U, params.b_W
         if self.cell.reset_after:  # b_Wn sits inside r ⊙ (W_n s + b_Wn): it stays apart
             b_x = _add(b_U, None if b_W is None else jnp.concatenate([b_W[:2 * H], jnp.zeros((H,), b_W.dtype)]))
-            return dict(W_T=self.weight(W.T), W=self.weight(W), b_x=b_x, b_n=None if b_W is None else b_W[2 * H:])
+            return dict(W_T=self.weight(W.T), W=self.weight(W), b_x=_row(b_x),
+                        b_n=None if b_W is None else _row(b_W[2 * H:]))
         return dict(Wrz_T=self.weight(W[:2 * H].T), Wrz=self.weight(W[:2 * H]), Wn_T=self.weight(W[2 * H:].T),
-                    Wn=self.weight(W[2 * H:]), b_x=_add(b_U, b_W))
+                    Wn=self.weight(W[2 * H:]), b_x=_row(_add(b_U, b_W)))
 
     def step(self, consts, s, xp, save):
         H = self.cell.hidden_size

@@ -1,0 +1,256 @@
+"""Ratios, targets, and the Markdown written to ``BENCHMARKS.md``."""
+
+from __future__ import annotations
+
+import pathlib
+
+REFERENCE = "jrnn_fused"
+PEERS = ("torch", "flax", "equinox", "jrnn_scan", "jrnn_fused_bf16")
+LABELS = {"jrnn_fused": "jrnn fused", "jrnn_scan": "jrnn.scan (today)", "jrnn_fused_bf16": "jrnn fused bf16",
+          "torch": "PyTorch", "flax": "Flax nn.RNN", "equinox": "Equinox+scan"}
+MODES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}
+ANALYSIS = pathlib.Path(__file__).resolve().parent / "analysis.md"
+
+
+def ratios(result: dict) -> dict:
+    """``peer median / jrnn fused median`` per peer and mode: above 1 means jrnn's fused path is faster."""
+    impls = result["impls"]
+    if REFERENCE not in impls:
+        return {}
+    out = {}
+    for peer, entry in impls.items():
+        if peer == REFERENCE:
+            continue
+        out[peer] = {m: entry[m]["median_ms"] / impls[REFERENCE][m]["median_ms"] for m in MODES}
+    return out
+
+
+def targets(results: list) -> list:
+    """The issue's targets, per configuration: LSTM and GRU forward+backward >= 1.3x PyTorch and >= 1.5x Flax,
+    forward >= 1x PyTorch; Elman ahead of every peer in both modes."""
+    rows = []
+    for res in results:
+        r = res.get("ratios", {})
+        cell = res["config"]["cell"]
+        wanted = []
+        if cell in ("lstm", "gru"):
+            wanted = [("torch", "fwdbwd", 1.3), ("flax", "fwdbwd", 1.5), ("torch", "fwd", 1.0)]
+        elif cell == "elman":
+            wanted = [(p, m, 1.0) for p in ("torch", "flax", "equinox", "jrnn_scan") for m in MODES]
+        for peer, mode, need in wanted:
+            if peer not in r:
+                continue
+            got = r[peer][mode]
+            rows.append(dict(config=res["name"], peer=peer, mode=mode, required=need, ratio=got, met=got >= need,
+                             shortfall=None if got >= need else need / got))
+    return rows
+
+
+ABLATION_ROWS = (
+    ("jrnn_scan", "jrnn.scan: per-step input matmul, autodiff through lax.scan"),
+    ("abl_hoist_scan", "+ input projection as one GEMM before a lax.scan (time-major), autodiff"),
+    ("abl_fused_autodiff", "fused loop (batch-major, gates in place, one tanh), autodiff of the loop"),
+    ("jrnn_fused", "fused loop + custom VJP (after-loop weight GEMMs, in-place gradient buffer): jrnn fused"),
+    ("abl_packed", "jrnn fused, LSTM carry (h, c) packed into one array"),
+    ("abl_unroll2", "jrnn fused, unroll 2"),
+    ("abl_unroll4", "jrnn fused, unroll 4"),
+    ("abl_unroll8", "jrnn fused, unroll 8"),
+    ("jrnn_fused_bf16", "jrnn fused, bfloat16 matmul operands (f32 accumulation and state)"),
+)
+
+
+def ablation(results: list) -> list:
+    """For each configuration run with the ablation variants: every variant's medians and speedup over
+    ``jrnn.scan``, and the loop carries of its fwd+bwd program."""
+    rows = []
+    for res in results:
+        impls = res["impls"]
+        if not any(name.startswith("abl_") for name in impls) or "jrnn_scan" not in impls:
+            continue
+        base = impls["jrnn_scan"]
+        variants = {}
+        for name, _ in ABLATION_ROWS:
+            if name in impls:
+                e = impls[name]
+                variants[name] = {m: dict(median_ms=e[m]["median_ms"],
+                                          speedup_vs_scan=base[m]["median_ms"] / e[m]["median_ms"]) for m in MODES}
+                variants[name]["loop_carry_fwdbwd"] = e.get("loop_carry_fwdbwd")
+                variants[name]["peak_bytes_fwdbwd"] = e.get("peak_bytes_fwdbwd")
+        rows.append(dict(config=res["name"], variants=variants))
+    return rows
+
+
+def _ablation_tables(doc: dict) -> str:
+    out = []
+    for block in doc.get("ablation", []):
+        out += [f"**{block['config']}**", "",
+                "| variant | fwd ms | fwd+bwd ms | speedup vs jrnn.scan (fwd / fwd+bwd) | loop carries (fwd+bwd) "
+                "| peak MiB |", "|---|---|---|---|---|---|"]
+        for name, label in ABLATION_ROWS:
+            v = block["variants"].get(name)
+            if not v:
+                continue
+            peak = v.get("peak_bytes_fwdbwd")
+            out.append(f"| {label} | {v['fwd']['median_ms']:.1f} | {v['fwdbwd']['median_ms']:.1f} | "
+                       f"{v['fwd']['speedup_vs_scan']:.2f}x / {v['fwdbwd']['speedup_vs_scan']:.2f}x | "
+                       f"{v.get('loop_carry_fwdbwd')} | {peak / 2 ** 20:.1f} |" if peak else " - |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _ms(entry, mode):
+    return f"{entry[mode]['median_ms']:.1f}" if entry else "-"
+
+
+def _x(r, peer, mode):
+    return f"{r[peer][mode]:.2f}x" if peer in r else "-"
+
+
+def one_line(result: dict) -> str:
+    r = result.get("ratios", {})
+    parts = [f"{LABELS.get(p, p)} {r[p]['fwd']:.2f}/{r[p]['fwdbwd']:.2f}" for p in ("torch", "flax", "equinox") if p in r]
+    return "vs " + ", ".join(parts) + " (fwd/fwd+bwd speedup)"
+
+
+def summary_table(doc: dict) -> str:
+    lines = ["| config | jrnn fused fwd ms | fwd+bwd ms | vs PyTorch fwd | fwd+bwd | vs Flax fwd | fwd+bwd | "
+             "vs Equinox fwd | fwd+bwd | vs jrnn.scan fwd | fwd+bwd |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for res in doc["results"]:
+        ref = res["impls"].get(REFERENCE)
+        r = res.get("ratios", {})
+        cells = [res["name"], _ms(ref, "fwd"), _ms(ref, "fwdbwd")]
+        for peer in ("torch", "flax", "equinox", "jrnn_scan"):
+            cells += [_x(r, peer, "fwd"), _x(r, peer, "fwdbwd")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _medians_table(doc: dict) -> str:
+    impls = [i for i in (REFERENCE,) + PEERS if any(i in res["impls"] for res in doc["results"])]
+    head = "| config | " + " | ".join(f"{LABELS.get(i, i)} fwd | f+b" for i in impls) + " |"
+    lines = [head, "|---|" + "---|---|" * len(impls)]
+    for res in doc["results"]:
+        cells = [res["name"]]
+        for i in impls:
+            e = res["impls"].get(i)
+            cells += [_ms(e, "fwd"), _ms(e, "fwdbwd")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _gflops_table(doc: dict) -> str:
+    impls = [i for i in (REFERENCE, "torch", "flax", "equinox", "jrnn_scan")
+             if any(i in res["impls"] for res in doc["results"])]
+    head = ("| config | GEMM jax | GEMM torch | " + " | ".join(f"{LABELS.get(i, i)} fwd | f+b" for i in impls) + " |")
+    lines = [head, "|---|---|---|" + "---|---|" * len(impls)]
+    for res in doc["results"]:
+        g = res["gemm_gflops"]
+        cells = [res["name"], f"{g.get('jax', 0):.0f}", f"{g.get('torch', 0):.0f}" if "torch" in g else "-"]
+        for i in impls:
+            e = res["impls"].get(i)
+            for m in MODES:
+                cells.append(f"{e[m]['gflops']:.0f} ({100 * e[m]['fraction_of_gemm']:.0f}%)" if e else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _memory_table(doc: dict) -> str:
+    impls = [i for i in (REFERENCE,) + PEERS if any(i in res["impls"] for res in doc["results"])]
+    lines = ["| config | " + " | ".join(LABELS.get(i, i) for i in impls) + " |", "|---|" + "---|" * len(impls)]
+    for res in doc["results"]:
+        cells = [res["name"]]
+        for i in impls:
+            e = res["impls"].get(i)
+            b = e and e.get("peak_bytes_fwdbwd")
+            cells.append(f"{b / 2 ** 20:.2f}" if b else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _targets_table(doc: dict) -> str:
+    lines = ["| config | target | ratio | met |", "|---|---|---|---|"]
+    for t in doc["targets"]:
+        verdict = "yes" if t["met"] else f"**no**: {100 * (t['shortfall'] - 1):.0f}% short"
+        lines.append(f"| {t['config']} | {MODES[t['mode']]} >= {t['required']:.1f}x {LABELS.get(t['peer'], t['peer'])} "
+                     f"| {t['ratio']:.2f}x | {verdict} |")
+    return "\n".join(lines)
+
+
+def markdown(doc: dict) -> str:
+    m = doc["machine"]
+    v = m.get("versions", {})
+    loads = [x for res in doc["results"] for x in res.get("loadavg_1min", [])]
+    missed = [t for t in doc["targets"] if not t["met"]]
+    parts = [
+        "# jrnn benchmarks: CPU, against PyTorch, Flax and Equinox",
+        "",
+        "Generated by the command below (`benchmarks/`); do not edit by hand except `benchmarks/analysis.md`, "
+        "which is included at the end.",
+        "",
+        "```",
+        doc["command"],
+        "```",
+        "",
+        f"Run {doc['date']} ({doc['seconds']:.0f} s): {m.get('cpu', '?')}, {m.get('cpus')} cores; "
+        + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
+        f"1-minute load average during the run: {min(loads):.1f} to {max(loads):.1f} "
+        f"(other jobs shared the {m.get('cpus')} cores; every ratio below is between timings taken in the same "
+        "rounds, so it sees the same load)." if loads else "",
+        "",
+        "## Method",
+        "",
+        "- One worker process per framework (PyTorch's OpenMP threads and XLA's thread pool slow each other down "
+        "many times over inside one process). For each configuration all implementations are compiled and "
+        f"warmed up, then {doc['settings']['reps']} rounds run; each round times one call of every "
+        "(implementation, mode) and one 2048^3 float32 GEMM per framework, in an order rotated every round. "
+        "Numbers are medians over rounds.",
+        "- `fwd`: the output sequence; `fwd+bwd`: the gradient of `<ys, g>` for a fixed random `g` with respect "
+        "to every parameter and the input (PyTorch: `ys.backward(g)` with `x.requires_grad`).",
+        "- float32, batch-major `[B, T, I]`, I = H, one layer, zero initial state. jrnn runs PyTorch's weights "
+        "through `jrnn.from_torch`: `jrnn fused` is `fused_scan(cell, params, xs)` (jrnn/_src/fused.py), "
+        "`jrnn.scan (today)` is the `jrnn.from_torch` network as it runs now (jrnn.deep -> jrnn.RNN -> "
+        "jrnn.scan); `jrnn fused bf16` is the fused path with bfloat16 matmul operands (f32 accumulation and "
+        "state), shown for information, not used for the targets. Flax is Linen `nn.RNN` of `SimpleCell`, "
+        "`OptimizedLSTMCell`, `GRUCell`; Equinox is `eqx.nn.LSTMCell` / `GRUCell` vmapped over the batch "
+        "under `lax.scan` (Equinox has no Elman cell).",
+        "- Ratios are `peer median / jrnn fused median`: above 1, jrnn is faster.",
+        "- GFLOP/s count the matmul FLOPs `2 B T G H (I + H)` (G gates) forward and 3x that for fwd+bwd; the "
+        "percentage is of the same framework's 2048^3 GEMM measured in the same rounds.",
+        "- Peak memory of fwd+bwd, MiB: JAX, XLA's compiled `memory_analysis()` (temp + output bytes: what one "
+        "call allocates beyond its inputs); PyTorch, the maximum of the running sum of the allocation events "
+        "of `torch.profiler` (`profile_memory=True`) over one call (activations, oneDNN workspace, gradients).",
+        "",
+        "## Summary: speedup of jrnn's fused path",
+        "",
+        summary_table(doc),
+        "",
+        "## Targets",
+        "",
+        (f"{len(doc['targets']) - len(missed)} of {len(doc['targets'])} met." if doc["targets"] else "None."),
+        "",
+        _targets_table(doc) if doc["targets"] else "",
+        "",
+        "## Median milliseconds",
+        "",
+        _medians_table(doc),
+        "",
+        "## Achieved GFLOP/s (fraction of the same framework's GEMM)",
+        "",
+        _gflops_table(doc),
+        "",
+        "## Peak memory of fwd+bwd (MiB)",
+        "",
+        _memory_table(doc),
+        "",
+        "## Ablation: the fused path one technique at a time",
+        "",
+        "Same rounds as above (`benchmarks/ablation.py`). Loop carries: the number of arrays each compiled `while` "
+        "loop of the fwd+bwd program carries (jax#40150: on XLA:CPU the cost of a loop iteration grows with it).",
+        "",
+        _ablation_tables(doc) if doc.get("ablation") else "Not run (`--no-ablation`).",
+        "",
+    ]
+    if ANALYSIS.exists():
+        parts += [ANALYSIS.read_text().rstrip(), ""]
+    return "\n".join(parts)
