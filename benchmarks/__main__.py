@@ -29,6 +29,7 @@ from benchmarks import ablation, grid, report
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JAX_IMPLS = ("jrnn_fused", "jrnn_scan", "flax", "equinox", "jrnn_fused_bf16")
 TORCH_IMPLS = ("torch",)
+TORCH1_IMPLS = ("torch_1t",)
 MODES = ("fwd", "fwdbwd")
 ABLATION_SHAPES = ((32, 200, 128), (1, 1000, 128))  # the ablation variants run on these shapes (and --quick's first)
 
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="LSTM and GRU on two shapes, fewer rounds")
     parser.add_argument("--cells", default=None, help="comma-separated subset of elman,lstm,gru")
     parser.add_argument("--shapes", default=None, help="comma-separated BxTxH, e.g. 32x200x128 (I = H)")
-    parser.add_argument("--impls", default=None, help="comma-separated subset of " + ",".join(JAX_IMPLS + TORCH_IMPLS))
+    parser.add_argument("--impls", default=None,
+                        help="comma-separated subset of " + ",".join(JAX_IMPLS + TORCH_IMPLS + TORCH1_IMPLS))
     parser.add_argument("--reps", type=int, default=None, help="rounds per configuration (default 15, quick 5)")
     parser.add_argument("--pause-ms", type=float, default=2.0, help="sleep before each timed call")
     parser.add_argument("--no-ablation", action="store_true", help="skip the one-technique-at-a-time variants")
@@ -139,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     cells = tuple(args.cells.split(",")) if args.cells else (("lstm", "gru") if args.quick else grid.CELLS)
     shapes = parse_shapes(args.shapes) if args.shapes else (grid.QUICK_SHAPES if args.quick else grid.SHAPES)
     reps = args.reps or (5 if args.quick else 15)
-    wanted = set(args.impls.split(",")) if args.impls else set(JAX_IMPLS + TORCH_IMPLS)
-    impls = {"jax": [i for i in JAX_IMPLS if i in wanted], "torch": [i for i in TORCH_IMPLS if i in wanted]}
+    wanted = set(args.impls.split(",")) if args.impls else set(JAX_IMPLS + TORCH_IMPLS + TORCH1_IMPLS)
+    impls = {"jax": [i for i in JAX_IMPLS if i in wanted], "torch": [i for i in TORCH_IMPLS if i in wanted],
+             "torch1": [i for i in TORCH1_IMPLS if i in wanted]}
     impls = {fw: v for fw, v in impls.items() if v}
     command = "python -m benchmarks" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(
         sys.argv[1:] if argv is None else argv))
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                seconds=round(time.time() - started, 1), machine=machine(),
                settings=dict(reps=reps, pause_ms=args.pause_ms, cells=list(cells), shapes=[list(s) for s in shapes],
                              impls=impls, ablation_shapes=sorted(ablation_shapes) if with_ablation else []),
-               results=results, targets=report.targets(results), ablation=report.ablation(results))
+               results=results, targets=report.targets(results), targets_1t=[t for t in report.targets(results, "torch_1t") if t["peer"] == "torch_1t"],
+               ablation=report.ablation(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=1) + "\n")
     args.md.write_text(report.markdown(doc))

@@ -30,12 +30,13 @@ def make_module(cfg: Config, seed: int = 0):
 
 
 def build(impl: str, cfg: Config, seed: int = 0):
-    """``(fwd, fwdbwd, info)`` for ``impl == 'torch'``; info holds the peak memory of fwd+bwd."""
+    """``(fwd, fwdbwd, info)`` for ``impl`` ``'torch'`` (the worker's default threads) or ``'torch_1t'`` (a worker
+    set to one thread); info holds the peak memory of fwd+bwd."""
     import torch
 
     from benchmarks.peers_jax import inputs  # numpy only; does not run JAX
 
-    if impl != "torch":
+    if impl not in ("torch", "torch_1t"):
         raise ValueError(impl)
     module = make_module(cfg, seed)
     x_np, g_np = inputs(cfg, seed)

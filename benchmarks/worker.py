@@ -8,7 +8,10 @@ Protocol: JSON lines on stdin, one JSON line answer on stdout per request.
 - ``{"op": "time", "impl": ..., "mode": "fwd" | "fwdbwd"}`` runs one call and answers ``{"ms": ...}``;
 - ``{"op": "gemm"}`` times one 2048^3 float32 GEMM; ``{"op": "quit"}`` ends the process.
 
-    python -m benchmarks.worker jax|torch
+    python -m benchmarks.worker jax|torch|torch1
+
+``torch1`` is PyTorch limited to one thread (``torch.set_num_threads(1)``), a process of its own since the setting
+is per process.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ import time
 def main(framework: str) -> None:
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # library chatter goes to stderr, never into the protocol
-    peers = importlib.import_module(f"benchmarks.peers_{framework}")
+    peers = importlib.import_module("benchmarks.peers_torch" if framework.startswith("torch") else
+                                    f"benchmarks.peers_{framework}")
+    if framework == "torch1":
+        import torch
+
+        torch.set_num_threads(1)
     calls: dict = {}
     gemm = None
     for line in sys.stdin:
