@@ -134,9 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="rounds per configuration (default 15, quick 5)")
     parser.add_argument("--pause-ms", type=float, default=2.0, help="sleep before each timed call")
     parser.add_argument("--no-ablation", action="store_true", help="skip the one-technique-at-a-time variants")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite --md from the results in --json (after editing analysis.md)")
     parser.add_argument("--json", type=pathlib.Path, default=ROOT / "benchmarks" / "results.json")
     parser.add_argument("--md", type=pathlib.Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if args.render:
+        args.md.write_text(report.markdown(json.loads(args.json.read_text())))
+        print(f"wrote {args.md} from {args.json}")
+        return 0
 
     cells = tuple(args.cells.split(",")) if args.cells else (("lstm", "gru") if args.quick else grid.CELLS)
     shapes = parse_shapes(args.shapes) if args.shapes else (grid.QUICK_SHAPES if args.quick else grid.SHAPES)
