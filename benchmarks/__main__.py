@@ -27,7 +27,7 @@ import time
 from benchmarks import ablation, grid, report
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-JAX_IMPLS = ("jrnn_fused", "jrnn_scan", "flax", "equinox", "jrnn_fused_bf16")
+JAX_IMPLS = ("jrnn", "jrnn_plain", "flax", "equinox", "jrnn_bf16")
 TORCH_IMPLS = ("torch",)
 TORCH1_IMPLS = ("torch_1t",)
 MODES = ("fwd", "fwdbwd")

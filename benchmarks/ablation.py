@@ -9,8 +9,8 @@ Each variant is ``fn(params, xs) -> ys`` on jrnn's parameters (PyTorch's weights
 - ``abl_unroll2`` / ``abl_unroll4`` / ``abl_unroll8``: the full fused path with that many steps per loop iteration;
 - ``abl_packed``: the full fused path with the LSTM's ``(h, c)`` carried as one array (LSTM only).
 
-``jrnn_scan`` (nothing), ``jrnn_fused`` (everything) and ``jrnn_fused_bf16`` (plus bfloat16 matmuls) complete the
-table; they are built in ``peers_jax.py``.
+``jrnn_plain`` (``jrnn.scan(..., fused=False)``: a ``lax.scan`` over ``cell.step``, autodiff), ``jrnn`` (everything)
+and ``jrnn_bf16`` (plus bfloat16 matmuls) complete the table; they are built in ``peers_jax.py``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def variant(name: str, cell):
         return fn
     if name == "abl_fused_autodiff":
         def fn(params, xs):
-            return fused_mod._forward(kernel, 1, params, xs, zero_state(xs), None, save=False)[0]
+            ys = fused_mod._forward(kernel, 1, params, jnp.swapaxes(xs, 0, 1), zero_state(xs), None, save=False)[0]
+            return jnp.swapaxes(ys, 0, 1)
 
         return fn
     if name.startswith("abl_unroll"):

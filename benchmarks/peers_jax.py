@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import jrnn
-from jrnn._src.fused import fused_scan
 from benchmarks import ablation
 from benchmarks.grid import Config
 from benchmarks.peers_torch import make_module
@@ -77,12 +76,12 @@ def build(impl: str, cfg: Config, seed: int = 0):
         cell, p = layer.cell, params[0]
         if impl.startswith("abl_"):
             fn = ablation.variant(impl, cell)
-        elif impl == "jrnn_fused":
-            fn = lambda p, xs: fused_scan(cell, p, xs)[0]  # noqa: E731
-        elif impl == "jrnn_fused_bf16":
-            fn = lambda p, xs: fused_scan(cell, p, xs, matmul_dtype=jnp.bfloat16)[0]  # noqa: E731
-        elif impl == "jrnn_scan":  # the from_torch network as it runs today: jrnn.deep -> jrnn.RNN -> jrnn.scan
+        elif impl == "jrnn":  # the from_torch network: jrnn.deep -> jrnn.RNN -> jrnn.scan (fused path)
             fn, p = (lambda p, xs: fn_torch(p, xs)[0]), params
+        elif impl == "jrnn_plain":
+            fn = lambda p, xs: jrnn.scan(cell, p, xs, fused=False)[0]  # noqa: E731
+        elif impl == "jrnn_bf16":
+            fn = lambda p, xs: jrnn.scan(cell, p, xs, matmul_dtype=jnp.bfloat16)[0]  # noqa: E731
         else:
             raise ValueError(impl)
         return _compile(fn, p, x, g)

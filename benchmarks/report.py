@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pathlib
 
-REFERENCE = "jrnn_fused"
-PEERS = ("torch", "torch_1t", "flax", "equinox", "jrnn_scan", "jrnn_fused_bf16")
-LABELS = {"jrnn_fused": "jrnn fused", "jrnn_scan": "jrnn.scan (today)", "jrnn_fused_bf16": "jrnn fused bf16",
+REFERENCE = "jrnn"
+PEERS = ("torch", "torch_1t", "flax", "equinox", "jrnn_plain", "jrnn_bf16")
+LABELS = {"jrnn": "jrnn", "jrnn_plain": "jrnn plain", "jrnn_bf16": "jrnn bf16",
           "torch": "PyTorch", "torch_1t": "PyTorch 1 thread", "flax": "Flax nn.RNN", "equinox": "Equinox+scan"}
 MODES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}
 ANALYSIS = pathlib.Path(__file__).resolve().parent / "analysis.md"
 
 
 def ratios(result: dict) -> dict:
-    """``peer median / jrnn fused median`` per peer and mode: above 1 means jrnn's fused path is faster."""
+    """``peer median / jrnn median`` per peer and mode: above 1 means jrnn is faster."""
     impls = result["impls"]
     if REFERENCE not in impls:
         return {}
@@ -37,7 +37,7 @@ def targets(results: list, torch_impl: str = "torch") -> list:
         if cell in ("lstm", "gru"):
             wanted = [(torch_impl, "fwdbwd", 1.3), ("flax", "fwdbwd", 1.5), (torch_impl, "fwd", 1.0)]
         elif cell == "elman":
-            wanted = [(p, m, 1.0) for p in (torch_impl, "flax", "equinox", "jrnn_scan") for m in MODES]
+            wanted = [(p, m, 1.0) for p in (torch_impl, "flax", "equinox", "jrnn_plain") for m in MODES]
         for peer, mode, need in wanted:
             if peer not in r:
                 continue
@@ -48,44 +48,45 @@ def targets(results: list, torch_impl: str = "torch") -> list:
 
 
 ABLATION_ROWS = (
-    ("jrnn_scan", "jrnn.scan: per-step input matmul, autodiff through lax.scan"),
+    ("jrnn_plain", "plain path, jrnn.scan(fused=False): lax.scan over cell.step, per-step input matmul, autodiff"),
     ("abl_hoist_scan", "+ input projection as one GEMM before a lax.scan (time-major), autodiff"),
-    ("abl_fused_autodiff", "fused loop (batch-major, gates in place, one tanh), autodiff of the loop"),
-    ("jrnn_fused", "fused loop + custom VJP (after-loop weight GEMMs, in-place gradient buffer): jrnn fused"),
-    ("abl_packed", "jrnn fused, LSTM carry (h, c) packed into one array"),
-    ("abl_unroll2", "jrnn fused, unroll 2"),
-    ("abl_unroll4", "jrnn fused, unroll 4"),
-    ("abl_unroll8", "jrnn fused, unroll 8"),
-    ("jrnn_fused_bf16", "jrnn fused, bfloat16 matmul operands (f32 accumulation and state)"),
+    ("abl_fused_autodiff", "fused loop (time-major, gates in place, one tanh), autodiff of the loop"),
+    ("jrnn", "fused loop + custom VJP (after-loop weight GEMMs, in-place gradient buffer): jrnn.scan's fused path"),
+    ("abl_packed", "fused path, LSTM carry (h, c) packed into one array"),
+    ("abl_unroll2", "fused path, unroll 2"),
+    ("abl_unroll4", "fused path, unroll 4"),
+    ("abl_unroll8", "fused path, unroll 8"),
+    ("jrnn_bf16", "fused path, bfloat16 matmul operands (f32 accumulation and state)"),
 )
 
 
 def ablation(results: list) -> list:
-    """For each configuration run with the ablation variants: every variant's medians and speedup over
-    ``jrnn.scan``, and the loop carries of its fwd+bwd program."""
+    """For each configuration run with the ablation variants: every variant's medians and speedup over the plain
+    path (``jrnn_plain``), and the loop carries of its fwd+bwd program."""
     rows = []
     for res in results:
         impls = res["impls"]
-        if not any(name.startswith("abl_") for name in impls) or "jrnn_scan" not in impls:
+        base_name = "jrnn_plain"
+        if not any(name.startswith("abl_") for name in impls) or base_name not in impls:
             continue
-        base = impls["jrnn_scan"]
+        base = impls[base_name]
         variants = {}
         for name, _ in ABLATION_ROWS:
             if name in impls:
                 e = impls[name]
                 variants[name] = {m: dict(median_ms=e[m]["median_ms"],
-                                          speedup_vs_scan=base[m]["median_ms"] / e[m]["median_ms"]) for m in MODES}
+                                          speedup_vs_plain=base[m]["median_ms"] / e[m]["median_ms"]) for m in MODES}
                 variants[name]["loop_carry_fwdbwd"] = e.get("loop_carry_fwdbwd")
                 variants[name]["peak_bytes_fwdbwd"] = e.get("peak_bytes_fwdbwd")
-        rows.append(dict(config=res["name"], variants=variants))
+        rows.append(dict(config=res["name"], baseline=base_name, variants=variants))
     return rows
 
 
 def _ablation_tables(doc: dict) -> str:
     out = []
-    for block in doc.get("ablation", []):
+    for block in ablation(doc["results"]):
         out += [f"**{block['config']}**", "",
-                "| variant | fwd ms | fwd+bwd ms | speedup vs jrnn.scan (fwd / fwd+bwd) | loop carries (fwd+bwd) "
+                "| variant | fwd ms | fwd+bwd ms | speedup vs plain (fwd / fwd+bwd) | loop carries (fwd+bwd) "
                 "| peak MiB |", "|---|---|---|---|---|---|"]
         for name, label in ABLATION_ROWS:
             v = block["variants"].get(name)
@@ -93,7 +94,7 @@ def _ablation_tables(doc: dict) -> str:
                 continue
             peak = v.get("peak_bytes_fwdbwd")
             out.append(f"| {label} | {v['fwd']['median_ms']:.1f} | {v['fwdbwd']['median_ms']:.1f} | "
-                       f"{v['fwd']['speedup_vs_scan']:.2f}x / {v['fwdbwd']['speedup_vs_scan']:.2f}x | "
+                       f"{v['fwd']['speedup_vs_plain']:.2f}x / {v['fwdbwd']['speedup_vs_plain']:.2f}x | "
                        f"{v.get('loop_carry_fwdbwd')} | {peak / 2 ** 20:.1f} |" if peak else " - |")
         out.append("")
     return "\n".join(out)
@@ -107,6 +108,17 @@ def _x(r, peer, mode):
     return f"{r[peer][mode]:.2f}x" if peer in r else "-"
 
 
+def _load_line(loads: list, cpus) -> str:
+    """The load during the run; above one process per core, other jobs shared the machine."""
+    if not loads:
+        return ""
+    line = f"1-minute load average during the run: {min(loads):.1f} to {max(loads):.1f}"
+    if cpus and max(loads) > cpus + 0.5:
+        return line + (f" (other jobs shared the {cpus} cores; every ratio below is between timings taken in the "
+                       "same rounds, so it sees the same load).")
+    return line + f" (the benchmark's own processes on {cpus} cores: a quiet machine)."
+
+
 def one_line(result: dict) -> str:
     r = result.get("ratios", {})
     parts = [f"{LABELS.get(p, p)} {r[p]['fwd']:.2f}/{r[p]['fwdbwd']:.2f}" for p in ("torch", "flax", "equinox") if p in r]
@@ -114,14 +126,14 @@ def one_line(result: dict) -> str:
 
 
 def summary_table(doc: dict) -> str:
-    lines = ["| config | jrnn fused fwd ms | fwd+bwd ms | vs PyTorch fwd | fwd+bwd | vs PyTorch 1 thread fwd | "
-             "fwd+bwd | vs Flax fwd | fwd+bwd | vs Equinox fwd | fwd+bwd | vs jrnn.scan fwd | fwd+bwd |",
+    lines = ["| config | jrnn fwd ms | fwd+bwd ms | vs PyTorch fwd | fwd+bwd | vs PyTorch 1 thread fwd | "
+             "fwd+bwd | vs Flax fwd | fwd+bwd | vs Equinox fwd | fwd+bwd | vs jrnn plain fwd | fwd+bwd |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in doc["results"]:
         ref = res["impls"].get(REFERENCE)
         r = res.get("ratios", {})
         cells = [res["name"], _ms(ref, "fwd"), _ms(ref, "fwdbwd")]
-        for peer in ("torch", "torch_1t", "flax", "equinox", "jrnn_scan"):
+        for peer in ("torch", "torch_1t", "flax", "equinox", "jrnn_plain"):
             cells += [_x(r, peer, "fwd"), _x(r, peer, "fwdbwd")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -141,7 +153,7 @@ def _medians_table(doc: dict) -> str:
 
 
 def _gflops_table(doc: dict) -> str:
-    impls = [i for i in (REFERENCE, "torch", "torch_1t", "flax", "equinox", "jrnn_scan")
+    impls = [i for i in (REFERENCE, "torch", "torch_1t", "flax", "equinox", "jrnn_plain")
              if any(i in res["impls"] for res in doc["results"])]
     head = ("| config | GEMM jax | GEMM torch | GEMM torch 1 thread | "
             + " | ".join(f"{LABELS.get(i, i)} fwd | f+b" for i in impls) + " |")
@@ -196,9 +208,7 @@ def markdown(doc: dict) -> str:
         "",
         f"Run {doc['date']} ({doc['seconds']:.0f} s): {m.get('cpu', '?')}, {m.get('cpus')} cores; "
         + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
-        f"1-minute load average during the run: {min(loads):.1f} to {max(loads):.1f} "
-        f"(other jobs shared the {m.get('cpus')} cores; every ratio below is between timings taken in the same "
-        "rounds, so it sees the same load)." if loads else "",
+        _load_line(loads, m.get("cpus")),
         "",
         "## Method",
         "",
@@ -210,13 +220,14 @@ def markdown(doc: dict) -> str:
         "- `fwd`: the output sequence; `fwd+bwd`: the gradient of `<ys, g>` for a fixed random `g` with respect "
         "to every parameter and the input (PyTorch: `ys.backward(g)` with `x.requires_grad`).",
         "- float32, batch-major `[B, T, I]`, I = H, one layer, zero initial state. jrnn runs PyTorch's weights "
-        "through `jrnn.from_torch`: `jrnn fused` is `fused_scan(cell, params, xs)` (jrnn/_src/fused.py), "
-        "`jrnn.scan (today)` is the `jrnn.from_torch` network as it runs now (jrnn.deep -> jrnn.RNN -> "
-        "jrnn.scan); `jrnn fused bf16` is the fused path with bfloat16 matmul operands (f32 accumulation and "
-        "state), shown for information, not used for the targets. Flax is Linen `nn.RNN` of `SimpleCell`, "
+        "through `jrnn.from_torch`: `jrnn` is that network as a user runs it (jrnn.deep -> jrnn.RNN -> "
+        "jrnn.scan, whose default fused path is jrnn/_src/fused.py); `jrnn plain` is "
+        "`jrnn.scan(cell, params, xs, fused=False)`, a lax.scan over `cell.step` differentiated by JAX; "
+        "`jrnn bf16` is `jrnn.scan(..., matmul_dtype=jnp.bfloat16)`, bfloat16 matmul operands with f32 "
+        "accumulation and state, shown for information, not used for the targets. Flax is Linen `nn.RNN` of `SimpleCell`, "
         "`OptimizedLSTMCell`, `GRUCell`; Equinox is `eqx.nn.LSTMCell` / `GRUCell` vmapped over the batch "
         "under `lax.scan` (Equinox has no Elman cell).",
-        "- Ratios are `peer median / jrnn fused median`: above 1, jrnn is faster.",
+        "- Ratios are `peer median / jrnn median`: above 1, jrnn is faster.",
         "- `PyTorch` runs with its default thread count (one OpenMP thread per core); `PyTorch 1 thread` is a "
         "second PyTorch process set to `torch.set_num_threads(1)`. When other jobs hold the cores, PyTorch's "
         "OpenMP threads wait for each other at every operation's barrier and its default configuration slows "
@@ -264,7 +275,7 @@ def markdown(doc: dict) -> str:
         "Same rounds as above (`benchmarks/ablation.py`). Loop carries: the number of arrays each compiled `while` "
         "loop of the fwd+bwd program carries (jax#40150: on XLA:CPU the cost of a loop iteration grows with it).",
         "",
-        _ablation_tables(doc) if doc.get("ablation") else "Not run (`--no-ablation`).",
+        _ablation_tables(doc) if ablation(doc["results"]) else "Not run (`--no-ablation`).",
         "",
     ]
     if ANALYSIS.exists():

@@ -13,7 +13,8 @@ from jrnn._src.gru import GRUCell, GRUParams, gru
 from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
 from jrnn._src.readout import Readout, ReadoutParams, readout
-from jrnn._src.scan import RNN, reverse_sequences, scan, valid_mask
+from jrnn._src.scan import RNN, scan
+from jrnn._src.sequences import reverse_sequences, valid_mask
 from jrnn._src.torch_interop import TorchRNN, from_torch, to_torch
 from jrnn._src.types import Cell, SequenceLayer
 

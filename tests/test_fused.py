@@ -1,13 +1,14 @@
-"""The fused path (``jrnn/_src/fused.py``) against the plain ``jrnn.scan`` and against PyTorch.
+"""``jrnn.scan``'s fused path (``jrnn/_src/fused.py``) against its plain path (``fused=False``) and PyTorch.
 
 - float64, small: outputs, final states and the gradients of every parameter, the input and the initial state
-  equal ``jax.grad`` of ``jrnn.scan`` to 1e-10, for every cell configuration, with and without lengths, forward
+  equal ``jax.grad`` of the plain path to 1e-10, for every cell configuration, with and without lengths, forward
   and reverse, with and without an initial state, and with ``unroll`` > 1;
 - float32, every configuration of the benchmark grid: outputs and gradients equal PyTorch's
   ``nn.RNN/LSTM/GRU`` (same weights, through ``jrnn.from_torch``) and the plain scan;
 - structure: no copy of a ``[B, T, k]`` buffer inside the compiled loops, and less scratch memory than the plain
   scan's gradient (the properties the speed rests on; no timings are asserted);
-- the bfloat16 matmul option stays within bfloat16's precision; other cells fall back to ``jrnn.scan``;
+- the bfloat16 matmul option stays within bfloat16's precision; other cells take the plain path; the layers and
+  ``jrnn.from_torch`` networks take the fused path;
 - ``python -m benchmarks`` runs at a tiny size and writes the documented JSON and Markdown.
 """
 
@@ -24,7 +25,15 @@ import numpy as np
 import pytest
 
 import jrnn
-from jrnn._src.fused import fused_scan
+
+
+def fused_scan(*args, **kwargs):
+    return jrnn.scan(*args, fused=True, **kwargs)
+
+
+def plain_scan(*args, **kwargs):
+    return jrnn.scan(*args, fused=False, **kwargs)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,7 +108,7 @@ def test_fused_equals_plain_scan_float64(name):
         for with_lengths, reverse, with_state, unroll in flag_sets:
             L = lengths if with_lengths else None
             got = _loss_and_grads(fused_scan, cell, L, reverse, with_state, unroll=unroll)(params, xs, s0)
-            want = _loss_and_grads(jrnn.scan, cell, L, reverse, with_state)(params, xs, s0)
+            want = _loss_and_grads(plain_scan, cell, L, reverse, with_state)(params, xs, s0)
             what = f"{name} lengths={with_lengths} reverse={reverse} state={with_state} unroll={unroll}"
             _assert_trees_close(got, want, rtol=1e-10, atol=1e-10, what=what)
             (dparams, _, _), (ys, _) = got
@@ -155,7 +164,7 @@ def test_fused_equals_torch_and_plain_scan_on_benchmark_grid(kind, shape):
         return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(p, jnp.asarray(x))
 
     (dp, dx), ys = grads_of(fused_scan)
-    (dp_plain, dx_plain), ys_plain = grads_of(jrnn.scan)
+    (dp_plain, dx_plain), ys_plain = grads_of(plain_scan)
 
     def close(actual, expected, what):  # float32 sums over B*T rows: tolerance relative to the array's scale
         expected = np.asarray(expected)
@@ -184,7 +193,7 @@ def _fwdbwd_compiled(scan_fn, cell, B, T, I, lengths=None):
 
 @pytest.mark.parametrize("name", ["elman_tanh", "lstm", "lstm_proj", "gru", "gru_reset_before"])
 def test_loops_update_their_buffers_in_place_and_use_less_memory_than_plain_scan(name):
-    """XLA copies a [B, T, k] buffer inside a loop when a read of it can follow a write into it; the fused loops
+    """XLA copies a [T, B, k] buffer inside a loop when a read of it can follow a write into it; the fused loops
     are written so that it never has to (a copy per step would cost O(T^2) memory traffic). And the fused
     gradient's scratch memory is below the plain scan's."""
     B, T, H = 4, 12, 8
@@ -194,15 +203,22 @@ def test_loops_update_their_buffers_in_place_and_use_less_memory_than_plain_scan
     for comp in compiled.as_text().split("\n\n"):
         if comp.startswith("ENTRY") or "fused_computation" in comp.split("\n", 1)[0]:
             continue
-        copies = re.findall(rf"= f32\[{B},{T},\d+\]\{{[\d,]+\}} copy\(", comp)
-        assert not copies, f"a loop copies a [B, T, k] buffer every iteration:\n{comp[:2000]}"
-    plain = _fwdbwd_compiled(jrnn.scan, cell, B, T, H, lengths=lengths)
+        copies = re.findall(rf"= f32\[{T},{B},\d+\]\{{[\d,]+\}} copy\(", comp)
+        assert not copies, f"a loop copies a [T, B, k] buffer every iteration:\n{comp[:2000]}"
+    plain = _fwdbwd_compiled(plain_scan, cell, B, T, H, lengths=lengths)
     assert compiled.memory_analysis().temp_size_in_bytes < plain.memory_analysis().temp_size_in_bytes
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Options and edge cases.
 # ----------------------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Doubling(jrnn.ElmanCell):  # a subclass may change the step: it must not take the fused path
+    def step(self, params, state, x):
+        s, _ = super().step(params, state, x)
+        return s, 2.0 * s
+
 
 @pytest.mark.parametrize("name", ["lstm_proj", "gru"])
 def test_bfloat16_matmuls_stay_within_bfloat16_precision(name):
@@ -224,16 +240,10 @@ def test_bfloat16_matmuls_stay_within_bfloat16_precision(name):
         assert np.linalg.norm(a - e) <= 3e-2 * np.linalg.norm(e) + 1e-6
 
 
-def test_other_cells_fall_back_to_plain_scan():
-    @dataclasses.dataclass(frozen=True)
-    class Doubling(jrnn.ElmanCell):  # a subclass may change the step: it must not take the fused path
-        def step(self, params, state, x):
-            s, _ = super().step(params, state, x)
-            return s, 2.0 * s
-
-    cell = Doubling(4)
+def test_other_cells_take_the_plain_path():
+    cell = _Doubling(4)
     params, xs, _ = _problem(cell, 2, 5, 3, jnp.float32)
-    np.testing.assert_allclose(fused_scan(cell, params, xs)[0], jrnn.scan(cell, params, xs)[0], rtol=1e-6)
+    np.testing.assert_allclose(fused_scan(cell, params, xs)[0], plain_scan(cell, params, xs)[0], rtol=1e-6)
 
 
 def test_empty_time_axis_and_vmap():
@@ -246,11 +256,49 @@ def test_empty_time_axis_and_vmap():
     np.testing.assert_allclose(batched[1], fused_scan(cell, params, 2 * xs)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_errors_name_the_fused_scan():
+def test_bad_options_are_named():
     cell = jrnn.gru(4)
     params, xs, _ = _problem(cell, 2, 5, 3, jnp.float32)
-    with pytest.raises(ValueError, match="fused_scan.*lengths"):
+    with pytest.raises(ValueError, match="jrnn.scan.*lengths"):
         fused_scan(cell, params, xs, lengths=jnp.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="floating dtype.*got 'int8'"):
+        jrnn.scan(cell, params, xs, matmul_dtype="int8")
+    with pytest.raises(ValueError, match="needs the fused path.*fused=False"):
+        jrnn.scan(cell, params, xs, matmul_dtype=jnp.bfloat16, fused=False)
+    with pytest.raises(ValueError, match="needs the fused path"):
+        jrnn.RNN(_Doubling(4), matmul_dtype=jnp.bfloat16).apply(params, xs)
+
+
+def test_forward_mode_autodiff_needs_the_plain_path():
+    """A custom VJP has no JVP: ``jax.jacfwd`` works with ``fused=False`` and equals the fused path's jacrev."""
+    cell = jrnn.elman(3)
+    params, xs, _ = _problem(cell, 1, 4, 2, jnp.float32)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jacfwd(lambda x: fused_scan(cell, params, x)[0])(xs)
+    fwd = jax.jacfwd(lambda x: plain_scan(cell, params, x)[0])(xs)
+    rev = jax.jacrev(lambda x: fused_scan(cell, params, x)[0])(xs)
+    np.testing.assert_allclose(fwd, rev, rtol=1e-5, atol=1e-6)
+
+
+def test_layers_and_torch_networks_take_the_fused_path():
+    """``jrnn.RNN``, ``jrnn.bidirectional`` and ``jrnn.from_torch`` networks run the fused path (its custom VJP is
+    in their program), and ``fused=False`` layers the plain ``lax.scan``."""
+    torch = pytest.importorskip("torch")
+    x = jnp.ones((2, 5, 3))
+
+    def loop_kinds(fn, *args):
+        return "fori" if "custom_vjp_call" in str(jax.make_jaxpr(fn)(*args)) else "scan"
+
+    for fused in (True, False):
+        layer = jrnn.bidirectional(jrnn.lstm(4), fused=fused)
+        p = layer.init(jax.random.key(0), 3)
+        fused_loop = loop_kinds(lambda p, x: layer.apply(p, x)[0], p, x) == "fori"
+        assert fused_loop == fused
+        layer = jrnn.RNN(jrnn.gru(4), fused=fused)
+        p = layer.init(jax.random.key(0), 3)
+        assert (loop_kinds(lambda p, x: layer.apply(p, x)[0], p, x) == "fori") == fused
+    fn, params = jrnn.from_torch(torch.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True))
+    assert loop_kinds(lambda p, x: fn(p, x)[0], params, x) == "fori"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -269,14 +317,14 @@ def test_benchmark_suite_writes_json_and_markdown(tmp_path):
     assert [r["config"]["cell"] for r in doc["results"]] == ["lstm"]
     for res in doc["results"]:
         assert {"config", "gemm_gflops", "impls", "ratios", "loadavg_1min"} <= set(res)
-        assert {"jrnn_fused", "jrnn_scan", "torch", "flax", "equinox"} <= set(res["impls"])
+        assert {"jrnn", "jrnn_plain", "torch", "flax", "equinox"} <= set(res["impls"])
         for entry in res["impls"].values():
             for mode in ("fwd", "fwdbwd"):
                 assert {"median_ms", "samples_ms", "gflops", "fraction_of_gemm"} <= set(entry[mode])
                 assert len(entry[mode]["samples_ms"]) == 2
             assert "peak_bytes_fwdbwd" in entry
         assert {"torch", "flax", "equinox"} <= set(res["ratios"])
-    assert doc["ablation"] and {"jrnn_scan", "abl_hoist_scan", "jrnn_fused"} <= set(doc["ablation"][0]["variants"])
+    assert doc["ablation"] and {"jrnn_plain", "abl_hoist_scan", "jrnn"} <= set(doc["ablation"][0]["variants"])
     md = out_md.read_text()
     assert any(line.startswith("python -m benchmarks --quick") for line in md.splitlines()[:8])
     for heading in ("## Summary", "## Targets", "## Median milliseconds", "## Achieved GFLOP/s",

@@ -44,8 +44,10 @@ def runs(tmp_path_factory):
     with _exclusive(root / "jrnn_sharded.lock"):
         if not (out / "facts.json").exists():
             out.mkdir(exist_ok=True)
+            repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # jrnn importable uninstalled too
+            path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
             env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
-                       JAX_PLATFORMS="cpu")
+                       JAX_PLATFORMS="cpu", PYTHONPATH=path)
             proc = subprocess.run([sys.executable, __file__, str(out)], env=env, capture_output=True, text=True,
                                   timeout=600)
             assert proc.returncode == 0, f"worker failed:\n{proc.stdout}\n{proc.stderr}"

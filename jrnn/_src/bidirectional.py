@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import merge as merges
-from jrnn._src.scan import scan, valid_mask
+from jrnn._src.scan import scan
+from jrnn._src.sequences import valid_mask
 from jrnn._src.types import Cell
 
 
@@ -45,10 +46,16 @@ class Bidirectional:
     backward: Cell
     merge: Any = merges.MERGES["concat"]
     unroll: int | bool = 1
+    fused: bool = True
+    matmul_dtype: Any = None
 
     @property
     def output_size(self) -> int:
         return self.merge.output_size(self.forward.output_size, self.backward.output_size)
+
+    @property
+    def _scan_options(self) -> dict:
+        return dict(unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype)
 
     def init(self, key: jax.Array, input_size: int) -> BidirectionalParams:
         kf, kb, km = jax.random.split(key, 3)
@@ -70,9 +77,9 @@ class Bidirectional:
             raise TypeError("jrnn.Bidirectional: expected initial_state to be a BidirectionalState(forward, "
                             f"backward), got {type(initial_state).__name__}")
         a, final_fw = scan(self.forward, params.forward, xs, lengths=lengths,
-                           initial_state=initial_state.forward, unroll=self.unroll)
+                           initial_state=initial_state.forward, **self._scan_options)
         a_rev, final_bw = scan(self.backward, params.backward, xs, lengths=lengths,
-                               initial_state=initial_state.backward, reverse=True, unroll=self.unroll)
+                               initial_state=initial_state.backward, reverse=True, **self._scan_options)
         ys = self.merge.apply(params.merge, a, a_rev)
         mask = valid_mask(lengths, *xs.shape[:2])
         if mask is not None:
@@ -81,7 +88,7 @@ class Bidirectional:
 
 
 def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "concat", *,
-                  unroll: int | bool = 1) -> Bidirectional:
+                  unroll: int | bool = 1, fused: bool = True, matmul_dtype: Any = None) -> Bidirectional:
     """A bidirectional layer from two cells (``backward`` defaults to a cell configured like ``forward``, with
     its own parameters).
 
@@ -90,7 +97,7 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
       backward: the cell for ``A'_t``.
       merge: ``'concat'`` (PyTorch's), ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(O, g)`` for the
         seed's ``y_t = g(V A_t + V' A'_t)``, or any callable ``(A[B, T, H], A_rev[B, T, H']) -> y[B, T, O]``.
-      unroll: passed to ``jax.lax.scan``.
+      unroll, fused, matmul_dtype: passed to both directions' :func:`jrnn.scan`.
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
@@ -111,4 +118,4 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
         raise ValueError(f"jrnn.bidirectional: the merge {getattr(merge, 'name', merge)!r} cannot combine forward "
                          f"outputs of size {forward.output_size} with backward outputs of size "
                          f"{backward.output_size}: {error}") from None
-    return Bidirectional(forward, backward, merge, unroll)
+    return Bidirectional(forward, backward, merge, unroll, fused, matmul_dtype)

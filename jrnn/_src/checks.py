@@ -65,3 +65,17 @@ def state_like(state: Any, expected: Any, where: str, name: str = "initial_state
 def _describe(tree: Any) -> str:
     shapes = jax.tree_util.tree_map(lambda leaf: tuple(jnp.shape(leaf)), tree)
     return str(shapes)
+
+
+def matmul_dtype(value: Any, where: str) -> Any:
+    """Checks a ``matmul_dtype`` option: None or a floating dtype; returns it as a ``jnp.dtype`` (or None)."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{where}: expected matmul_dtype to be None or a floating dtype such as jnp.bfloat16, "
+                         f"got {value!r}")
+    return dtype

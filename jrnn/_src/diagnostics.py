@@ -31,7 +31,7 @@ from jrnn._src.bidirectional import Bidirectional, BidirectionalState
 from jrnn._src.deep import Deep
 from jrnn._src.elman import ElmanCell
 from jrnn._src.losses import last_valid
-from jrnn._src.scan import carry_dtype, reverse_sequences, valid_mask
+from jrnn._src.sequences import carry_dtype, reverse_sequences, valid_mask
 
 
 def _check_inputs(xs, lengths, where):

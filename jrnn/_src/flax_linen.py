@@ -95,7 +95,7 @@ class RNN(_Base):
     Attributes:
       cell: a jrnn cell, e.g. ``jrnn.lstm(64)``.
       reverse: run each sequence backwards (length-aware).
-      unroll: passed to ``jax.lax.scan``.
+      unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
     """
 
     cell: Cell
@@ -116,7 +116,7 @@ class Bidirectional(_Base):
       forward: the forward cell.
       backward: the backward cell (default: configured like ``forward``, own parameters).
       merge: ``'concat'``, ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(...)`` or a callable.
-      unroll: passed to ``jax.lax.scan``.
+      unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
     """
 
     forward: Cell

@@ -126,7 +126,7 @@ class RNN(Recurrent):
       cell: a jrnn cell, e.g. ``jrnn.lstm(64)``.
       input_size: F, the number of input features.
       reverse: run each sequence backwards (length-aware).
-      unroll: passed to ``jax.lax.scan``.
+      unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
       params, rngs: as for :class:`Recurrent`.
     """
 
@@ -146,7 +146,7 @@ class Bidirectional(Recurrent):
       input_size: F, the number of input features.
       backward: the backward cell (default: configured like ``forward``, own parameters).
       merge: ``'concat'``, ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(...)`` or a callable.
-      unroll: passed to ``jax.lax.scan``.
+      unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
       params, rngs: as for :class:`Recurrent`.
     """
 

@@ -1,18 +1,18 @@
-"""The fused scan: :func:`jrnn.scan`'s semantics for the built-in cells, computed as cuDNN computes an RNN layer.
+"""The fused path of :func:`jrnn.scan`: the built-in cells' recurrence computed as cuDNN computes an RNN layer.
 
-``fused_scan(cell, params, xs, ...)`` returns what ``jrnn.scan(cell, params, xs, ...)`` returns (outputs, final
-state, and every gradient, to float rounding) for :func:`jrnn.elman`, :func:`jrnn.lstm` and :func:`jrnn.gru`
-cells; any other cell is handed to ``jrnn.scan``. What it does differently (Appleyard, Kocisky & Blunsom 2016,
+For :func:`jrnn.elman`, :func:`jrnn.lstm` and :func:`jrnn.gru` cells, ``jrnn.scan`` (``fused=True``, the default)
+calls :func:`fused_layer`, which returns what the plain ``lax.scan`` over ``cell.step`` returns (outputs, final
+state, and every gradient, to float rounding). What it does differently (Appleyard, Kocisky & Blunsom 2016,
 "Optimizing performance of recurrent neural networks on GPUs", arXiv:1604.01946):
 
-1. The input projections of all time steps are one GEMM before the loop, ``xp[B, T, G·H] = X U^T``, kept
-   batch-major like ``xs`` (no transposes); step t reads its ``[B, G·H]`` slice.
+1. The input projections of all time steps are one GEMM before the loop, ``xp[T, B, G·H] = X U^T``, time-major
+   (``xs`` is transposed once, outside the loop), so step t reads one contiguous ``[B, G·H]`` block.
 2. Each step is one ``[B, P] x [P, G·H]`` matmul for all gates, then one ``tanh`` over all gates
    (``σ(v) = ½ + ½ tanh(v/2)``), then the state update.
 3. A custom VJP: the backward loop carries only the state's gradient and stacks the gradients of each step's
    pre-activations; the weight, bias and input gradients are single GEMMs after the loop
    (``dW = DZ^T S_prev``, ``dU = DZ^T X``, ``dX = DZ U``, ``db = 1^T DZ``).
-4. No ``[B, T, G·H]`` buffer beyond the GEMM's output: the forward loop overwrites ``xp[:, t]`` with step t's
+4. No ``[T, B, G·H]`` buffer beyond the GEMM's output: the forward loop overwrites ``xp[t]`` with step t's
    activated gates (the residual the backward pass needs), and the backward loop overwrites those with the gate
    gradients ``DZ``. Fewer and smaller buffers matter on the CPU: every fresh page of a large buffer costs a page
    fault on each call.
@@ -28,82 +28,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks
-from jrnn._src.fused_cells import Kernel, kernel_for
-from jrnn._src.scan import carry_dtype, reverse_sequences, scan, valid_mask
-from jrnn._src.types import Cell
-
-DEFAULT_UNROLL = 1  # measured best on XLA:CPU (benchmarks/, BENCHMARKS.md): unrolling does not pay
-
-
-def fused_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
-               initial_state: Any = None, reverse: bool = False, unroll: int | bool = DEFAULT_UNROLL,
-               matmul_dtype: Any = None) -> tuple[jax.Array, Any]:
-    """:func:`jrnn.scan` for the built-in cells, fused: ``(c -> x -> (c, y)) -> c -> [B, T, F] -> ([B, T, O], c)``.
-
-    Same arguments, results and gradients as ``jrnn.scan`` (to float rounding): without ``lengths`` and with
-    ``reverse=False`` it equals::
-
-        state = initial_state or cell.initial_state((B,))
-        ys = []
-        for t in range(T):
-            state, y = cell.step(params, state, xs[:, t])
-            ys.append(y)
-        return jnp.stack(ys, axis=1), state
-
-    computed as described in the module docstring. Cells other than ``jrnn.elman``, ``jrnn.lstm`` and
-    ``jrnn.gru`` (exact types) go to ``jrnn.scan`` unchanged.
-
-    Args:
-      cell: any :class:`jrnn.Cell`.
-      params: the cell's parameters.
-      xs: ``[B, T, F]`` inputs.
-      lengths: optional ``[B]`` integer valid lengths: sequence b's state stops changing after step
-        ``lengths[b] - 1``, its outputs at padded steps are 0. Lengths above T count as T, below 0 as 0. Padded
-        inputs are replaced by zeros before the cell sees them.
-      initial_state: optional state with batch shape ``[B]``; zeros by default. The state is carried in the
-        dtype that ``xs`` and ``params`` promote to.
-      reverse: run each sequence from its own last valid element back to step 0; ``ys`` in the original order.
-      unroll: time steps per loop iteration, forward and backward (a speed knob only; ``True`` is all of them).
-      matmul_dtype: None (default) computes every matmul in the dtype of its operands; ``jnp.bfloat16`` runs every
-        matmul and GEMM on bfloat16 operands with float32 accumulation, keeping the state, the elementwise math
-        and every output in the dtype of ``xs`` (mixed precision; about 3 significant digits).
-
-    Returns:
-      ``(ys[B, T, output_size], final_state)``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, jrnn
-      >>> from jrnn._src.fused import fused_scan
-      >>> cell = jrnn.lstm(8)
-      >>> params = cell.init(jax.random.key(0), input_size=3)
-      >>> ys, state = fused_scan(cell, params, jnp.ones((2, 5, 3)), lengths=jnp.array([5, 2]))
-      >>> ys.shape, state.c.shape
-      ((2, 5, 8), (2, 8))
-    """
-    kernel = kernel_for(cell, matmul_dtype)
-    if kernel is None:
-        return scan(cell, params, xs, lengths=lengths, initial_state=initial_state, reverse=reverse, unroll=unroll)
-    where = f"jrnn.fused_scan({type(cell).__name__})"
-    batch, time = checks.sequence(xs, cell.input_size(params), where)
-    lengths = checks.lengths(lengths, batch, where)
-    expected = cell.initial_state((batch,), carry_dtype(xs, params))
-    state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
-    if time == 0:
-        return jnp.zeros((batch, 0, cell.output_size), carry_dtype(xs, params)), state
-    steps = time if unroll is True else max(1, int(unroll))
-    return fused_layer(kernel, steps, params, xs, state, lengths, reverse)
+from jrnn._src.fused_cells import Kernel
+from jrnn._src.sequences import keep_where, reverse_sequences, valid_mask
 
 
 def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: Any, lengths: jax.Array | None,
                 reverse: bool = False) -> tuple[jax.Array, Any]:
-    """:func:`fused_scan` after its checks, for a given kernel (the benchmarks build variants of the kernels)."""
+    """:func:`jrnn.scan`'s fused path after its checks: ``xs[B, T, F]``, a state with batch shape ``[B]``, at least
+    one time step. ``kernel`` is a cell's (``fused_cells.kernel_for``; the benchmarks build variants of them)."""
     if reverse:
         xs = _reverse(xs, lengths)
     mask = valid_mask(lengths, *xs.shape[:2])
     if mask is not None:  # padded inputs never reach the cell (nor, as NaN, the after-loop GEMMs' dU = DZ^T X)
         xs = jnp.where(mask[:, :, None], xs, jnp.zeros_like(xs))
-    ys, final_state = _fused_layer(kernel, unroll, params, xs, state, lengths)
+    ys, final_state = _fused_layer(kernel, unroll, params, jnp.swapaxes(xs, 0, 1), state, lengths)
+    ys = jnp.swapaxes(ys, 0, 1)
     if reverse:
         ys = _reverse(ys, lengths)
     return ys, final_state
@@ -130,38 +69,33 @@ _reverse.defvjp(_reverse_fwd, _reverse_bwd)
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The loops. Every per-step array is batch-major, [B, T, k]; step t is [:, t].
+# The loops. Every per-step array is time-major, [T, B, k]; step t is [t], one contiguous block (measured faster
+# than batch-major [B, T, k] buffers, whose step slices are strided: benchmarks/, BENCHMARKS.md).
 # ------------------------------------------------------------------------------------------------------------
 
+
 def _at(a: jax.Array, t) -> jax.Array:
-    return jax.lax.dynamic_index_in_dim(a, t, 1, keepdims=False)
+    return jax.lax.dynamic_index_in_dim(a, t, 0, keepdims=False)
 
 
 def _put(a: jax.Array, v: jax.Array, t) -> jax.Array:
-    return jax.lax.dynamic_update_index_in_dim(a, v.astype(a.dtype), t, 1)
+    return jax.lax.dynamic_update_index_in_dim(a, v.astype(a.dtype), t, 0)
 
 
 def _buffers(template: Any, time: int) -> Any:
-    """Zero buffers ``[B, T, k]`` for a pytree of per-step ``[B, k]`` shapes."""
-    return jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape[:1] + (time,) + x.shape[1:], x.dtype), template)
-
-
-def _where_rows(valid: jax.Array, new: Any, old: Any) -> Any:
-    def pick(n, o):
-        return jnp.where(valid.reshape(valid.shape + (1,) * (n.ndim - 1)), n, o)
-
-    return jax.tree_util.tree_map(pick, new, old)
+    """Zero buffers ``[T, B, k]`` for a pytree of per-step ``[B, k]`` shapes."""
+    return jax.tree_util.tree_map(lambda x: jnp.zeros((time,) + x.shape, x.dtype), template)
 
 
 def _forward(kernel, unroll, params, xs, state0, lengths, save):
     """The forward loop: ``(ys, final state, residuals)``.
 
-    Step t's gates ``a_t`` overwrite ``xp[:, t]`` in place. ``a_t`` is computed from ``xp[:, t]``, so every read of
+    Step t's gates ``a_t`` overwrite ``xp[t]`` in place. ``a_t`` is computed from ``xp[t]``, so every read of
     the slot precedes the write and XLA needs no copy; the write also makes XLA compute the gates once, as one
     array (fused into their consumers instead, they are recomputed per use, unvectorised). With ``save`` the
     kernel's other residuals are stacked in their own buffers.
     """
-    time = xs.shape[1]
+    time = xs.shape[0]
     xp = kernel.project(params, xs)
     consts = kernel.consts(params)
     carry0 = kernel.carry(state0)
@@ -173,7 +107,7 @@ def _forward(kernel, unroll, params, xs, state0, lengths, save):
         new, y, a, extra = kernel.step(consts, carry, _at(xp, t), save)
         if lengths is not None:
             valid = t < lengths
-            new = _where_rows(valid, new, carry)
+            new = keep_where(valid, new, carry)
             y = jnp.where(valid[:, None], y, jnp.zeros_like(y))
         if a is not None:
             xp = _put(xp, a, t)
@@ -196,7 +130,7 @@ def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, leng
     iteration, XLA copies the whole buffer every iteration: some reads, such as the LSTM's forget gate for
     ``dc_{t-1}``, do not feed the write). The first iteration's "pending" write puts back what slot T-1 holds.
     """
-    time = dys.shape[1]
+    time = dys.shape[0]
     k = max(1, min(unroll, time))
 
     def step(t, dcarry, buf):
@@ -205,7 +139,7 @@ def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, leng
                                             at(S_prev), at(ys) if kernel.needs_y else None)
         if lengths is not None:
             valid = t < lengths
-            dprev = _where_rows(valid, dprev, dcarry)
+            dprev = keep_where(valid, dprev, dcarry)
             zero = lambda v: jnp.where(valid[:, None], v, jnp.zeros_like(v))  # noqa: E731
             dz, dextra = zero(dz), jax.tree_util.tree_map(zero, dextra)
         return dprev, dz, dextra
@@ -239,7 +173,7 @@ def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, leng
 
 def _shift_in(s0: jax.Array, ys: jax.Array) -> jax.Array:
     """The state before each step, ``[s0, y_0, ..., y_{T-2}]`` along the time axis."""
-    return jnp.concatenate([s0[:, None].astype(ys.dtype), ys[:, :-1]], axis=1)
+    return jnp.concatenate([s0[None].astype(ys.dtype), ys[:-1]], axis=0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))

@@ -1,4 +1,4 @@
-"""One time step of each built-in cell, forward and backward by hand, for :func:`jrnn.fused_scan`.
+"""One time step of each built-in cell, forward and backward by hand, for the fused path of :func:`jrnn.scan`.
 
 A *kernel* is the fused path's view of a cell. It splits the cell's affine maps into the part that reads
 ``x_t`` (hoisted out of the loop as one GEMM, ``xp = X U^T + b_x``) and the part that reads the state (one
@@ -96,7 +96,7 @@ class Kernel:
         return w if self.step_dtype is None else w.astype(self.step_dtype)
 
     def project(self, params, xs):
-        """``xp[B, T, G·H] = X U^T``: every input projection of the sequence in one GEMM (the bias is added in
+        """``xp[T, B, G·H] = X U^T``: every input projection of the sequence in one GEMM (the bias is added in
         the step's elementwise pass, where it costs nothing)."""
         xp = self.mm(_flat(xs), params.U.T)
         return xp.reshape(xs.shape[:2] + (-1,))

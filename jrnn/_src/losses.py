@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from jrnn._src import checks
-from jrnn._src.scan import valid_mask
+from jrnn._src.sequences import valid_mask
 
 
 def _step_mask(shape: tuple, lengths: jax.Array | None, where: str) -> jax.Array | None:

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
-from jrnn._src.scan import carry_dtype, reverse_sequences, scan
+from jrnn._src.scan import scan
+from jrnn._src.sequences import carry_dtype, reverse_sequences
 from jrnn._src.types import Cell
 
 

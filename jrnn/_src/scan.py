@@ -9,48 +9,15 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
+from jrnn._src.fused import fused_layer
+from jrnn._src.fused_cells import kernel_for
+from jrnn._src.sequences import carry_dtype, keep_where, reverse_sequences, valid_mask
 from jrnn._src.types import Cell
 
 
-def valid_mask(lengths: jax.Array | None, batch: int, time: int) -> jax.Array | None:
-    """``mask[b, t] = t < lengths[b]`` as a ``[B, T]`` bool array (None when every step is valid)."""
-    if lengths is None:
-        return None
-    return jnp.arange(time)[None, :] < lengths[:, None]
-
-
-def reverse_sequences(xs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
-    """Reverses each sequence of ``xs[B, T, ...]`` within its own valid prefix; padding stays where it is.
-
-    ``out[b, t] = xs[b, lengths[b] - 1 - t]`` for ``t < lengths[b]`` and ``xs[b, t]`` otherwise (Flax's
-    ``flip_sequences``). Lengths above T count as T. Without ``lengths`` this is ``jnp.flip(xs, axis=1)``.
-    The map is its own inverse.
-    """
-    if lengths is None:
-        return jnp.flip(xs, axis=1)
-    time = xs.shape[1]
-    t = jnp.arange(time)[None, :]
-    n = jnp.minimum(lengths, time)[:, None]
-    index = jnp.where(t < n, n - 1 - t, t)
-    index = index.reshape(index.shape + (1,) * (xs.ndim - 2))
-    return jnp.take_along_axis(xs, index, axis=1)
-
-
-def carry_dtype(xs: jax.Array, params: Any) -> Any:
-    """The dtype the recurrence's state is carried in: that of ``xs`` promoted with every parameter's."""
-    return jnp.result_type(xs.dtype, *(leaf.dtype for leaf in jax.tree_util.tree_leaves(params)))
-
-
-def _keep_where(mask: jax.Array, new: Any, old: Any) -> Any:
-    """``new`` where ``mask[b]``, else ``old``, for every leaf with leading batch axis."""
-    def pick(n, o):
-        return jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o)
-
-    return jax.tree_util.tree_map(pick, new, old)
-
-
 def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
-         initial_state: Any = None, reverse: bool = False, unroll: int | bool = 1) -> tuple[jax.Array, Any]:
+         initial_state: Any = None, reverse: bool = False, unroll: int | bool = 1, fused: bool = True,
+         matmul_dtype: Any = None) -> tuple[jax.Array, Any]:
     """Runs ``cell`` over the batch-major sequence ``xs``: ``(c -> x -> (c, y)) -> c -> [B, T, F] -> ([B, T, O], c)``.
 
     Without ``lengths`` and with ``reverse=False`` it is exactly this Python loop::
@@ -69,6 +36,17 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     (values are not checked: they may be traced). Padded inputs are replaced by zeros before the cell sees them.
     The state is carried in the dtype that ``xs`` and ``params`` promote to (an ``initial_state`` is cast to it).
 
+    Two paths compute it, with the same results and gradients to float rounding (tested in float64 and against
+    PyTorch):
+
+    - the fused path (``fused=True``, the default) for the built-in cells, :func:`jrnn.elman`, :func:`jrnn.lstm`
+      and :func:`jrnn.gru` (exact types): every input projection in one GEMM before the loop, one matmul per step,
+      and a custom VJP whose backward loop carries only the state gradient, with the weight, bias and input
+      gradients as single GEMMs after the loop, as cuDNN does (``jrnn/_src/fused.py``; speed in BENCHMARKS.md);
+    - the plain path: ``jax.lax.scan`` over ``cell.step``, differentiated by JAX, for every other cell and with
+      ``fused=False``. Use it for forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``), which
+      a custom VJP does not support.
+
     Args:
       cell: any :class:`jrnn.Cell`.
       params: the cell's parameters.
@@ -76,16 +54,39 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
       lengths: optional ``[B]`` integer valid lengths.
       initial_state: optional state with batch shape ``[B]``; zeros by default.
       reverse: run each sequence backwards in time.
-      unroll: passed to ``jax.lax.scan``.
+      unroll: time steps per loop iteration (``True``: all of them); a speed knob only. 1 measured fastest for
+        the fused path on XLA:CPU (BENCHMARKS.md, ablation).
+      fused: take the fused path for the built-in cells; False forces the plain path.
+      matmul_dtype: None computes every matmul in its operands' dtype. ``jnp.bfloat16`` (fused path only) runs the
+        matmuls on bfloat16 operands with float32 accumulation, keeping the state, the elementwise math and the
+        outputs in the dtype of ``xs``: mixed precision, about 3 significant digits.
 
     Returns:
       ``(ys[B, T, output_size], final_state)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.lstm(8)
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> ys, state = jrnn.scan(cell, params, jnp.ones((2, 5, 3)), lengths=jnp.array([5, 2]))
+      >>> ys.shape, state.c.shape
+      ((2, 5, 8), (2, 8))
     """
     where = f"jrnn.scan({type(cell).__name__})"
     batch, time = checks.sequence(xs, cell.input_size(params), where)
     lengths = checks.lengths(lengths, batch, where)
     expected = cell.initial_state((batch,), carry_dtype(xs, params))
     state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
+    kernel = kernel_for(cell, checks.matmul_dtype(matmul_dtype, where)) if fused else None
+    if matmul_dtype is not None and kernel is None:
+        raise ValueError(f"{where}: matmul_dtype={matmul_dtype!r} needs the fused path, which runs the built-in "
+                         f"cells jrnn.elman, jrnn.lstm and jrnn.gru with fused=True; got fused={fused!r} and a "
+                         f"{type(cell).__name__}")
+    if time == 0:
+        return jnp.zeros((batch, 0, cell.output_size), carry_dtype(xs, params)), state
+    if kernel is not None:
+        return fused_layer(kernel, time if unroll is True else max(1, int(unroll)), params, xs, state, lengths,
+                           reverse)
 
     if reverse:
         xs = reverse_sequences(xs, lengths)
@@ -97,7 +98,7 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
         x, valid = inputs
         new_state, y = cell.step(params, state, x)
         if valid is not None:
-            new_state = _keep_where(valid, new_state, state)
+            new_state = keep_where(valid, new_state, state)
             y = jnp.where(valid[:, None], y, jnp.zeros_like(y))
         return new_state, y
 
@@ -116,12 +117,16 @@ class RNN:
     Attributes:
       cell: the :class:`jrnn.Cell`.
       reverse: run each sequence backwards (length-aware).
-      unroll: passed to ``jax.lax.scan``.
+      unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
+      fused: the fused path for the built-in cells, as in :func:`jrnn.scan`.
+      matmul_dtype: e.g. ``jnp.bfloat16`` for mixed-precision matmuls, as in :func:`jrnn.scan`.
     """
 
     cell: Cell
     reverse: bool = False
     unroll: int | bool = 1
+    fused: bool = True
+    matmul_dtype: Any = None
 
     @property
     def output_size(self) -> int:
@@ -138,4 +143,4 @@ class RNN:
         """``(ys[B, T, output_size], final_state)``; ``key`` is unused (no randomness)."""
         del key
         return scan(self.cell, params, xs, lengths=lengths, initial_state=initial_state, reverse=self.reverse,
-                    unroll=self.unroll)
+                    unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype)

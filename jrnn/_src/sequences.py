@@ -1,0 +1,45 @@
+"""Sequence helpers shared by every recurrence: the valid-step mask, the length-aware reversal, the carry dtype."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def valid_mask(lengths: jax.Array | None, batch: int, time: int) -> jax.Array | None:
+    """``mask[b, t] = t < lengths[b]`` as a ``[B, T]`` bool array (None when every step is valid)."""
+    if lengths is None:
+        return None
+    return jnp.arange(time)[None, :] < lengths[:, None]
+
+
+def reverse_sequences(xs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
+    """Reverses each sequence of ``xs[B, T, ...]`` within its own valid prefix; padding stays where it is.
+
+    ``out[b, t] = xs[b, lengths[b] - 1 - t]`` for ``t < lengths[b]`` and ``xs[b, t]`` otherwise (Flax's
+    ``flip_sequences``). Lengths above T count as T. Without ``lengths`` this is ``jnp.flip(xs, axis=1)``.
+    The map is its own inverse.
+    """
+    if lengths is None:
+        return jnp.flip(xs, axis=1)
+    time = xs.shape[1]
+    t = jnp.arange(time)[None, :]
+    n = jnp.minimum(lengths, time)[:, None]
+    index = jnp.where(t < n, n - 1 - t, t)
+    index = index.reshape(index.shape + (1,) * (xs.ndim - 2))
+    return jnp.take_along_axis(xs, index, axis=1)
+
+
+def carry_dtype(xs: jax.Array, params: Any) -> Any:
+    """The dtype the recurrence's state is carried in: that of ``xs`` promoted with every parameter's."""
+    return jnp.result_type(xs.dtype, *(leaf.dtype for leaf in jax.tree_util.tree_leaves(params)))
+
+
+def keep_where(mask: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where ``mask[b]``, else ``old``, for every leaf with leading batch axis."""
+    def pick(n, o):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree_util.tree_map(pick, new, old)
