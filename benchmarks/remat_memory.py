@@ -2,8 +2,8 @@
 
     python benchmarks/remat_memory.py [--time 10000] [--batch 16] [--hidden 128] [--run]
 
-For each cell it compiles ``jax.jit(jax.grad(loss))`` with the plain scan and with the checkpointed scan (default
-segment ``ceil(sqrt(T))`` and a few other lengths) and prints ``temp_size_in_bytes`` (XLA's scratch buffers: the
+For each cell it compiles ``jax.jit(jax.grad(loss))`` with ``jrnn.scan`` (its default fused path, and its plain
+path, ``fused=False``) and with the checkpointed scan (default segment ``ceil(sqrt(T))`` and a few other lengths) and prints ``temp_size_in_bytes`` (XLA's scratch buffers: the
 stored residuals live there) and the total with arguments and outputs. Nothing is executed unless ``--run``, which
 also checks that the gradients agree.
 """
@@ -44,13 +44,13 @@ def main():
     for name, cell in [("elman", jrnn.elman(H)), ("lstm", jrnn.lstm(H)), ("gru", jrnn.gru(H))]:
         params = cell.init(jax.random.key(0), F)
         for loss_name, score in losses.items():
-            variants = [("plain", None)] + [(f"checkpointed S={s}", s)
-                                            for s in (math.ceil(math.sqrt(T)), 10, 1000)]
+            variants = [("fused", None), ("plain", False)] + [(f"checkpointed S={s}", s)
+                                                              for s in (math.ceil(math.sqrt(T)), 10, 1000)]
             grads = {}
             for label, segment in variants:
                 def loss(p, xs, segment=segment, score=score):
-                    if segment is None:
-                        return score(*jrnn.scan(cell, p, xs))
+                    if segment is None or segment is False:
+                        return score(*jrnn.scan(cell, p, xs, fused=segment is None))
                     return score(*jrnn.checkpointed_scan(cell, p, xs, segment_length=segment))
                 compiled, temp, total = analyse(jax.grad(loss), params, xs)
                 print(f"{name:6} {loss_name:>12} {label:>22} {temp / 2**20:10.1f} {total / 2**20:10.1f}")
@@ -62,6 +62,7 @@ def main():
                     err = max(float(np.max(np.abs(np.asarray(u) - np.asarray(v))) / np.max(np.abs(np.asarray(u))))
                               for u, v in zip(ref, jax.tree_util.tree_leaves(g)))
                     print(f"{'':42} {label:>22}: max relative gradient difference vs plain {err:.1e}")
+
 
 if __name__ == "__main__":
     main()
