@@ -4,7 +4,9 @@ Ten symbols from {1..8}, ``T - 1`` blanks, a delimiter, ten blanks: after the de
 reproduce the ten symbols it saw ``T`` steps earlier. The memoryless strategy (blank, then a uniform guess over 8
 symbols) scores ``10 ln 8 / (T + 20)`` per step; the paper (RMSProp 1e-3, batch 20) reports that the tanh RNN
 and the LSTM sit at that baseline except for the shortest delays. A row beats the baseline when its test
-cross-entropy is at least 5 % below it (``ce_over_baseline < 0.95``), not within noise of it.
+cross-entropy is at least 5 % below it (``ce_over_baseline < 0.95``), not within noise of it. The full profile
+is the paper's setup (T ∈ {100, 200, 300, 500}, 128 units, RMSProp 1e-3, batch 20) with 6,000 steps per model, the
+budget of about an hour on two CPU cores.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ BEATS = 0.95  # a row beats the baseline when its test cross-entropy is under 95
 PROFILES = {
     "quick": dict(Ts=(10,), hidden=64, batch=32, steps=800, lr=5e-3, test=1000,
                   models=("tanh-rnn", "orthogonal-rnn", "lstm", "gru")),
-    "full": dict(Ts=(100, 200, 300, 500), hidden=128, batch=20, steps=10000, lr=1e-3, test=2000,
+    "full": dict(Ts=(100, 200, 300, 500), hidden=128, batch=20, steps=6000, lr=1e-3, test=2000,
                  models=("tanh-rnn", "orthogonal-rnn", "lstm", "gru")),
 }
 
