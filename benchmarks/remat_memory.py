@@ -3,9 +3,9 @@
     python benchmarks/remat_memory.py [--time 10000] [--batch 16] [--hidden 128] [--run]
 
 For each cell it compiles ``jax.jit(jax.grad(loss))`` with ``jrnn.scan`` (its default fused path, and its plain
-path, ``fused=False``) and with the checkpointed scan (default segment ``ceil(sqrt(T))`` and a few other lengths) and prints ``temp_size_in_bytes`` (XLA's scratch buffers: the
-stored residuals live there) and the total with arguments and outputs. Nothing is executed unless ``--run``, which
-also checks that the gradients agree.
+path, ``fused=False``) and with the checkpointed scan (default segment ``ceil(sqrt(T))`` and a few other lengths)
+and prints ``temp_size_in_bytes`` (XLA's scratch buffers: the stored residuals live there) and the total with
+arguments and outputs. Nothing is executed unless ``--run``, which also checks that the gradients agree.
 """
 
 from __future__ import annotations

@@ -224,8 +224,8 @@ def markdown(doc: dict) -> str:
         "jrnn.scan, whose default fused path is jrnn/_src/fused.py); `jrnn plain` is "
         "`jrnn.scan(cell, params, xs, fused=False)`, a lax.scan over `cell.step` differentiated by JAX; "
         "`jrnn bf16` is `jrnn.scan(..., matmul_dtype=jnp.bfloat16)`, bfloat16 matmul operands with f32 "
-        "accumulation and state, shown for information, not used for the targets. Flax is Linen `nn.RNN` of `SimpleCell`, "
-        "`OptimizedLSTMCell`, `GRUCell`; Equinox is `eqx.nn.LSTMCell` / `GRUCell` vmapped over the batch "
+        "accumulation and state, shown for information, not used for the targets. Flax is Linen `nn.RNN` of "
+        "`SimpleCell`, `OptimizedLSTMCell`, `GRUCell`; Equinox is `eqx.nn.LSTMCell` / `GRUCell` vmapped over the batch "
         "under `lax.scan` (Equinox has no Elman cell).",
         "- Ratios are `peer median / jrnn median`: above 1, jrnn is faster.",
         "- `PyTorch` runs with its default thread count (one OpenMP thread per core); `PyTorch 1 thread` is a "

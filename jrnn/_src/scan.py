@@ -1,4 +1,4 @@
-"""The recurrence over time: ``jrnn.scan``, the length-aware reversal, and the one-directional layer ``RNN``."""
+"""The recurrence over time: ``jrnn.scan`` (plain path here, fused path in ``fused.py``) and the layer ``RNN``."""
 
 from __future__ import annotations
 
