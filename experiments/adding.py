@@ -4,8 +4,8 @@ Two of T values drawn from U[0, 1] are marked; the network must output their sum
 1 gives MSE 1/6 ≈ 0.167, the baseline. Le et al. report that the IRNN and the LSTM solve it where a tanh RNN
 stays at the baseline as T grows; the paper's setup is 100 hidden units, batch 16, SGD with clipping,
 T ∈ {150, 200, 300, 400}. The full profile keeps the paper's task, T, width, batch and test set size but trains
-with Adam for 15,000 steps per model (plain SGD needs far more steps than two CPU cores give in an hour; the IRNN
-at a smaller learning rate, 3e-4). The quick profile runs T = 100 in a couple of minutes, and gives the IRNN,
+with Adam for 15,000 steps per model (a budget of about 1.5 hours on one CPU core; SGD within it was not tried;
+the IRNN at a smaller learning rate, 3e-4). The quick profile runs T = 100 in a couple of minutes, and gives the IRNN,
 which learns the task more slowly, 100 units and more steps at a smaller learning rate.
 """
 

@@ -5,8 +5,8 @@ reproduce the ten symbols it saw ``T`` steps earlier. The memoryless strategy (b
 symbols) scores ``10 ln 8 / (T + 20)`` per step; the paper (RMSProp 1e-3, batch 20) reports that the tanh RNN
 and the LSTM sit at that baseline except for the shortest delays. A row beats the baseline when its test
 cross-entropy is at least 5 % below it (``ce_over_baseline < 0.95``), not within noise of it. The full profile
-is the paper's setup (T ∈ {100, 200, 300, 500}, 128 units, RMSProp 1e-3, batch 20) with 6,000 steps per model, the
-budget of about an hour on two CPU cores.
+is the paper's setup (T ∈ {100, 200, 300, 500}, 128 units, RMSProp 1e-3, batch 20) with 6,000 steps per model, a
+budget of about 1.5 hours on one CPU core.
 """
 
 from __future__ import annotations
