@@ -71,7 +71,8 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
             finite = sorted(f for f in finals if math.isfinite(f))
             row = cache.put(key, dict(
                 model=model.name, clip=clip,
-                setting=f"clip_by_global_norm({config['max_norm']})" if clip else "no clipping", runs=config["seeds"], diverged=diverged, skipped_steps=skipped,
+                setting=f"clip_by_global_norm({config['max_norm']})" if clip else "no clipping",
+                runs=config["seeds"], diverged=diverged, skipped_steps=skipped,
                 median_test_mse=finite[len(finite) // 2] if finite else float("inf"),
                 curve=[[i, v / config["seeds"]] for i, v in zip(steps, mean_curve)]))
         rows.append(row)

@@ -184,8 +184,8 @@ def _lstm_gates(a: jax.Array, H: int):
 @dataclasses.dataclass(frozen=True)
 class LSTMKernel(Kernel):
     """Residuals per step: the gates ``a_t`` (in place), ``c_{t-1}`` and ``tanh(c_t)`` (and ``m_t`` with
-    ``proj_size``). ``pack_carry`` carries ``[h, c]`` as one array (measured in the benchmarks; no gain here,
-    since the backward loop is hand-written and carries two small arrays either way)."""
+    ``proj_size``). ``pack_carry`` carries ``[h, c]`` as one array (the benchmarks' ablation: 6 % faster
+    forward+backward at B = 1, 4 % slower at B = 32; off by default)."""
 
     pack_carry: bool = False
 
