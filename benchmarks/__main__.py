@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                seconds=round(time.time() - started, 1), machine=machine(),
                settings=dict(reps=reps, pause_ms=args.pause_ms, cells=list(cells), shapes=[list(s) for s in shapes],
                              impls=impls, ablation_shapes=sorted(ablation_shapes) if with_ablation else []),
-               results=results, targets=report.targets(results), targets_1t=[t for t in report.targets(results, "torch_1t") if t["peer"] == "torch_1t"],
+               results=results, targets=report.targets(results),
+               targets_1t=[t for t in report.targets(results, "torch_1t") if t["peer"] == "torch_1t"],
                ablation=report.ablation(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=1) + "\n")

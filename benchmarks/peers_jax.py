@@ -13,7 +13,7 @@ speed is compared here; equality with PyTorch is tested in ``tests/test_fused.py
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

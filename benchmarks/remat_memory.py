@@ -48,7 +48,7 @@ def main():
                                                               for s in (math.ceil(math.sqrt(T)), 10, 1000)]
             grads = {}
             for label, segment in variants:
-                def loss(p, xs, segment=segment, score=score):
+                def loss(p, xs, segment=segment, score=score, cell=cell):
                     if segment is None or segment is False:
                         return score(*jrnn.scan(cell, p, xs, fused=segment is None))
                     return score(*jrnn.checkpointed_scan(cell, p, xs, segment_length=segment))

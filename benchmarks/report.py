@@ -121,7 +121,8 @@ def _load_line(loads: list, cpus) -> str:
 
 def one_line(result: dict) -> str:
     r = result.get("ratios", {})
-    parts = [f"{LABELS.get(p, p)} {r[p]['fwd']:.2f}/{r[p]['fwdbwd']:.2f}" for p in ("torch", "flax", "equinox") if p in r]
+    parts = [f"{LABELS.get(p, p)} {r[p]['fwd']:.2f}/{r[p]['fwdbwd']:.2f}"
+             for p in ("torch", "flax", "equinox") if p in r]
     return "vs " + ", ".join(parts) + " (fwd/fwd+bwd speedup)"
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def record(name: str, config: dict, rows: list[dict], *, plots: Iterable[str] = (), summary: str = "") -> dict:

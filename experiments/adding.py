@@ -15,7 +15,6 @@ import functools
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import optax
 
 import jrnn
@@ -64,11 +63,11 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
                 params, curve, metrics = _common.fit(trainer, params, functools.partial(batches, sample=sample),
                                                      steps=settings["steps"], key=k_model, log_every=20,
                                                      desc=f"adding {name} T={T}")
-                test_mse = float(jax.jit(lambda p: loss_fn(p, jrnn.Batch(test.xs, test.targets), None)[0])(params))
+                test_mse = float(jax.jit(loss_fn)(params, jrnn.Batch(test.xs, test.targets), None)[0])
                 row = cache.put(f"{name}-T{T}", dict(
                     model=name, T=T, test_mse=test_mse, baseline_mse=data.ADDING_BASELINE_MSE,
-                    far_below_baseline=test_mse < FAR_BELOW * data.ADDING_BASELINE_MSE, skipped_steps=int(metrics["num_skipped"]),
-                    curve=curve))
+                    far_below_baseline=test_mse < FAR_BELOW * data.ADDING_BASELINE_MSE,
+                    skipped_steps=int(metrics["num_skipped"]), curve=curve))
             rows.append(row)
     plots = [_common.plot_curves([r for r in rows if r["T"] == T], out / f"adding_T{T}.png",
                                  title=f"adding problem, T = {T}", ylabel="MSE (train batch)",

@@ -43,7 +43,7 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
     sample = jax.jit(functools.partial(data.adding_problem, n=config["batch"], T=config["T"]))
     test = data.adding_problem(jax.random.key(seed + 10_000), 1000, config["T"])
     test_loss = jax.jit(lambda p: loss_fn(p, jrnn.Batch(test.xs, test.targets), None)[0])
-    rows, curves = [], []
+    rows = []
     for clip in (False, True):
         key = f"clip={clip}"
         row = cache.get(key)

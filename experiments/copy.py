@@ -53,7 +53,7 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
                 trainer = jrnn.train_step(loss_fn, optax.rmsprop(config["lr"]), max_norm=1.0)
                 params, curve, _ = _common.fit(trainer, params, batches, steps=config["steps"], key=k_model,
                                                desc=f"copy {name} T={T}")
-                test_ce = float(jax.jit(lambda p: loss_fn(p, jrnn.Batch(test.xs, test.targets), None)[0])(params))
+                test_ce = float(jax.jit(loss_fn)(params, jrnn.Batch(test.xs, test.targets), None)[0])
                 row = cache.put(f"{name}-T{T}", dict(model=name, T=T, test_ce=test_ce, baseline_ce=baseline,
                                                      ce_over_baseline=test_ce / baseline,
                                                      beats_baseline=test_ce < BEATS * baseline, curve=curve))

@@ -71,7 +71,8 @@ def run(profile: str, seed: int, out: pathlib.Path) -> dict:
     plot = _plot(rows, out / "vanishing.png", config)
     vanish = [r["model"] for r in rows if r["first_over_last"] < 1e-3]
     explode = [r["model"] for r in rows if r["first_over_last"] > 1e3]
-    summary = f"vanishing (ratio < 1e-3): {', '.join(vanish) or 'none'}; exploding (> 1e3): {', '.join(explode) or 'none'}"
+    summary = (f"vanishing (ratio < 1e-3): {', '.join(vanish) or 'none'}; "
+               f"exploding (> 1e3): {', '.join(explode) or 'none'}")
     return _common.record("vanishing", config, rows, plots=[plot], summary=summary)
 
 

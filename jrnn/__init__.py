@@ -5,39 +5,47 @@ The seed's Elman RNN ``s_t = f(U x_t + W s_{t-1})``, ``o_t = g(V s_t)``, the LST
 compositions of that scan; exact BPTT from ``jax.grad``; PyTorch weights in and out.
 """
 
-from jrnn import init, sharding
-from jrnn._src.bidirectional import Bidirectional, BidirectionalParams, BidirectionalState, bidirectional
-from jrnn._src.deep import Deep, deep
-from jrnn._src.elman import ElmanCell, ElmanParams, elman
-from jrnn._src.gru import GRUCell, GRUParams, gru
-from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
-from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
-from jrnn._src.readout import Readout, ReadoutParams, readout
-from jrnn._src.scan import RNN, scan
-from jrnn._src.sequences import reverse_sequences, valid_mask
-from jrnn._src.torch_interop import TorchRNN, from_torch, to_torch
-from jrnn._src.types import Cell, SequenceLayer
-
-# --- training through time (issue 3): losses, train step, truncated/checkpointed BPTT, diagnostics, checkpoints ---
-from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
-from jrnn._src.diagnostics import StateJacobians, elman_bound, gradient_report, state_jacobians, step_grad_norms
-from jrnn._src.losses import last_valid, masked_cross_entropy, masked_mse
-from jrnn._src.plotting import plot_gradient_flow
-from jrnn._src.remat import checkpointed_scan
-from jrnn._src.tbptt import TruncatedBPTT, truncated_bptt
-from jrnn._src.train import Batch, SkipNonFiniteState, TrainStep, skip_nonfinite, supervised_loss, train_step
-# --- end training through time ---
-
 __version__ = "0.1.0"
 
+from jrnn import init, sharding
+from jrnn._src.bidirectional import Bidirectional, BidirectionalParams, BidirectionalState, bidirectional
+from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
+from jrnn._src.deep import Deep, deep
+from jrnn._src.diagnostics import StateJacobians, elman_bound, gradient_report, state_jacobians, step_grad_norms
+from jrnn._src.elman import ElmanCell, ElmanParams, elman
+from jrnn._src.gru import GRUCell, GRUParams, gru
+from jrnn._src.losses import last_valid, masked_cross_entropy, masked_mse
+from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
+from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
+from jrnn._src.plotting import plot_gradient_flow
+from jrnn._src.readout import Readout, ReadoutParams, readout
+from jrnn._src.remat import checkpointed_scan
+from jrnn._src.scan import RNN, scan
+from jrnn._src.sequences import reverse_sequences, valid_mask
+from jrnn._src.tbptt import TruncatedBPTT, truncated_bptt
+from jrnn._src.torch_interop import TorchRNN, from_torch, to_torch
+from jrnn._src.train import Batch, SkipNonFiniteState, TrainStep, skip_nonfinite, supervised_loss, train_step
+from jrnn._src.types import Cell, SequenceLayer
+
 __all__ = [
-    "Bidirectional", "BidirectionalParams", "BidirectionalState", "Cell", "Deep", "ElmanCell", "ElmanParams",
-    "FunctionMerge", "GRUCell", "GRUParams", "LSTMCell", "LSTMParams", "LSTMState", "RNN", "Readout",
-    "ReadoutParams", "SeedMerge", "SeedMergeParams", "SequenceLayer", "TorchRNN", "bidirectional", "deep", "elman", "from_torch", "gru",
-    "init", "sharding", "lstm", "readout", "reverse_sequences", "scan", "seed_merge", "to_torch", "valid_mask",
-    # training through time (issue 3)
-    "Batch", "CheckpointError", "SkipNonFiniteState", "StateJacobians", "TrainState", "TrainStep", "TruncatedBPTT",
-    "checkpoint_steps", "checkpointed_scan", "elman_bound", "gradient_report", "last_valid", "masked_cross_entropy",
-    "masked_mse", "plot_gradient_flow", "restore_checkpoint", "save_checkpoint", "skip_nonfinite", "state_jacobians",
-    "step_grad_norms", "supervised_loss", "train_step", "truncated_bptt",
+    # contracts
+    "Cell", "SequenceLayer",
+    # cells and their parameters and states
+    "ElmanCell", "ElmanParams", "GRUCell", "GRUParams", "LSTMCell", "LSTMParams", "LSTMState", "elman", "gru",
+    "lstm", "init",
+    # the recurrence over time and the layers built on it
+    "RNN", "scan", "reverse_sequences", "valid_mask",
+    "Bidirectional", "BidirectionalParams", "BidirectionalState", "bidirectional",
+    "FunctionMerge", "SeedMerge", "SeedMergeParams", "seed_merge",
+    "Deep", "deep", "Readout", "ReadoutParams", "readout",
+    # training through time
+    "Batch", "SkipNonFiniteState", "TrainStep", "skip_nonfinite", "supervised_loss", "train_step",
+    "last_valid", "masked_cross_entropy", "masked_mse",
+    "TruncatedBPTT", "truncated_bptt", "checkpointed_scan",
+    # gradient-flow diagnostics
+    "StateJacobians", "elman_bound", "gradient_report", "plot_gradient_flow", "state_jacobians", "step_grad_norms",
+    # checkpoints
+    "CheckpointError", "TrainState", "checkpoint_steps", "restore_checkpoint", "save_checkpoint",
+    # interoperability and multi-device training
+    "TorchRNN", "from_torch", "to_torch", "sharding",
 ]

@@ -29,12 +29,11 @@ Example:
   (True, (2, 5, 16))
 """
 
-try:
-    import flax as _flax  # noqa: F401
-except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError("jrnn.flax needs Flax, an optional extra: pip install 'jrnn[flax]'") from error
+from jrnn._src.extras import require
 
-from jrnn._src import flax_linen as linen
-from jrnn._src import flax_nnx as nnx
+require("flax", "flax", "jrnn.flax")
+
+from jrnn._src import flax_linen as linen  # noqa: E402
+from jrnn._src import flax_nnx as nnx  # noqa: E402
 
 __all__ = ["linen", "nnx"]

@@ -1,12 +1,21 @@
-"""Data-parallel training over a device mesh with ``jax.sharding`` (see ``docs/sharding.md``).
+"""Data-parallel training over a device mesh with ``jax.sharding`` (see ``docs/concepts/sharding.md``).
 
 ``data_mesh()`` builds a one-axis mesh; ``shard_batch`` splits a batch's leading axis over it; ``replicate`` and
 ``shard_params`` place parameters (replicated, or FSDP-style with ``fsdp=True``); ``data_parallel(loss_fn, tx,
 mesh)`` returns ``init`` and a jitted ``step`` that equals the single-device step.
 """
 
-from jrnn._src.sharding import (BATCH, DataParallel, batch_sharding, data_mesh, data_parallel, param_shardings,
-                                replicate, shard_batch, shard_params)
+from jrnn._src.sharding import (
+                                BATCH,
+                                DataParallel,
+                                batch_sharding,
+                                data_mesh,
+                                data_parallel,
+                                param_shardings,
+                                replicate,
+                                shard_batch,
+                                shard_params,
+)
 
 __all__ = ["BATCH", "DataParallel", "batch_sharding", "data_mesh", "data_parallel", "param_shardings", "replicate",
            "shard_batch", "shard_params"]

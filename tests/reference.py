@@ -10,7 +10,8 @@ The last section pairs each jrnn cell configuration with its reference step, for
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -176,7 +177,7 @@ def run_bidirectional(fwd_step, bwd_step, merge_fn, xs, lengths, fwd_states, bwd
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# BPTT for the Elman RNN with a linear readout and a squared loss (docs/bptt.md, written out by hand).
+# BPTT for the Elman RNN with a linear readout and a squared loss (docs/concepts/bptt.md, written out by hand).
 # ----------------------------------------------------------------------------------------------------------------
 
 def elman_bptt(U, W, b, V, c, xs, targets, lengths, s0, final_targets=None, f=np.tanh,
@@ -265,6 +266,7 @@ class Case(NamedTuple):
 def cell_cases():
     """Every cell configuration the brief names, each with its NumPy step."""
     import jax
+
     import jrnn
 
     def elman_ref(f):

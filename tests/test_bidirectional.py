@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jrnn
-import reference as ref
 
 CASES = {c.name: c for c in ref.cell_cases()}
 TOL = dict(rtol=2e-5, atol=2e-5)
@@ -44,7 +44,7 @@ def numpy_bidirectional(fwd, bwd, params, merge_np, xs, lengths, s0):
     return ys, ref.stack_states(fwd_finals), ref.stack_states(bwd_finals)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _layer(fwd_name, bwd_name, merge_name):
     """The layer and its compiled ``apply``, built once per configuration."""
     layer = jrnn.bidirectional(CASES[fwd_name].cell, CASES[bwd_name].cell, merge=MERGES[merge_name][0])

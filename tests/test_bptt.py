@@ -1,4 +1,4 @@
-"""BPTT: docs/bptt.md written out by hand in NumPy against ``jax.grad``, and finite differences, all in float64.
+"""BPTT: docs/concepts/bptt.md by hand in NumPy against ``jax.grad``, and finite differences, all in float64.
 
 Every test in this file runs with 64-bit types on (the ``x64`` fixture, a context manager, so other test files are
 unaffected).
@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref
 
 import jrnn
-import reference as ref
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref
 
 import jrnn
-import reference as ref
 
 CASES = ref.cell_cases()
 TOL = dict(rtol=2e-5, atol=2e-6)  # float32 against float64

@@ -13,8 +13,6 @@ import pytest
 
 import jrnn
 
-pytest.importorskip("orbax.checkpoint")
-
 B, T, I = 2, 5, 2
 NET = jrnn.RNN(jrnn.elman(3))
 NAN_STEP = 2
@@ -81,8 +79,8 @@ def test_checkpoint_round_trips_raw_keys_none_leaves_and_picks_the_latest_step(t
     state = {"key": jax.random.PRNGKey(3), "params": jrnn.elman(3, bias=False).init(jax.random.key(0), 2),
              "flag": jnp.array(True), "count": jnp.int32(7)}
     for step in (1, 3, 5):
-        jrnn.save_checkpoint(tmp_path, jax.tree_util.tree_map(lambda x: x + step if x.dtype == jnp.int32 else x,
-                                                                  state), step=step)
+        shifted = {**state, "count": state["count"] + step}
+        jrnn.save_checkpoint(tmp_path, shifted, step=step)
     assert jrnn.checkpoint_steps(tmp_path) == [1, 3, 5]
     restored = jrnn.restore_checkpoint(tmp_path, state)
     assert int(restored["count"]) == 12 and restored["params"].b_U is None

@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jrnn
-import reference as ref
 
 CASES = {c.name: c for c in ref.cell_cases()}
 TOL = dict(rtol=3e-5, atol=3e-5)
@@ -47,7 +47,7 @@ def _numpy_layer(name, params, xs, lengths, s0):
 TWO = ("elman_tanh", "lstm_proj")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _two_layer(dropout=0.0):
     net = jrnn.deep([CASES[n].cell for n in TWO], dropout=dropout)
     return net, jax.jit(net.apply)
@@ -84,7 +84,7 @@ def test_per_layer_initial_state_none_means_zeros():
 
 
 # The three-layer stack: gru(4) -> bidirectional(elman(4), lstm(4), sum) -> lstm(5, proj 3).
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _three_layer():
     bidir = jrnn.bidirectional(CASES["elman_tanh"].cell, CASES["lstm"].cell, merge="sum")
     net = jrnn.deep([CASES["gru_reset_after"].cell, bidir, CASES["lstm_proj"].cell])

@@ -35,7 +35,7 @@ def _jacrev_reference(cell, params, xs, R):
         n = int(LENGTHS[b])
         size = _flat(cell.initial_state(())).size
 
-        def outputs(d):  # d[t] is added to the whole (flattened) state after step t
+        def outputs(d, b=b, n=n):  # d[t] is added to the whole (flattened) state after step t
             s, ys = cell.initial_state(()), []
             unflatten = jax.flatten_util.ravel_pytree(s)[1]
             for t in range(n):
@@ -202,7 +202,8 @@ def test_diagnostics_backward_half_under_a_last_step_loss_falls_back_to_jacobian
     np.testing.assert_allclose(backward["ratios"], backward["jacobian_norms"][:, -1])  # ||dA'_1/dA'_T||
     assert report["recurrences"]["forward"]["signal"] == "loss"
 
-    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib
+
     matplotlib.use("Agg")
     ax = jrnn.plot_gradient_flow(report)
     assert len(ax.get_lines()) == 2 and report["verdict"] in ax.get_title()

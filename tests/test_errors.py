@@ -7,9 +7,9 @@ run as is and through ``jax.jit``, where the error must come at trace time.
 import jax
 import jax.numpy as jnp
 import pytest
+import reference as ref
 
 import jrnn
-import reference as ref
 
 B, T, I = 2, 5, 3
 LSTM = jrnn.lstm(4)

@@ -5,17 +5,16 @@ variable lengths and dropout RNGs.
 Compilation is nearly all of these tests' time on CPU, so each test traces what it compares into one ``jit``.
 """
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
+from flax import nnx
 
-pytest.importorskip("flax")
-import flax.linen as nn  # noqa: E402
-from flax import nnx  # noqa: E402
-
-import jrnn  # noqa: E402
+import jrnn
 import jrnn.flax  # noqa: E402
 
 B, T, F = 3, 6, 4
@@ -102,7 +101,6 @@ def test_flax_modules_initialise_the_pure_parameter_pytree(name):
 
 
 def test_flax_modules_load_from_torch_and_match_torch():
-    torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     module = torch.nn.LSTM(F, H, bidirectional=True, batch_first=True)
     xs = inputs()

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 import jrnn
 
@@ -128,11 +129,9 @@ GRID_SHAPES = ((32, 200, 128), (64, 100, 256), (16, 500, 64), (64, 100, 512), (1
 
 
 def _torch_module(kind, I, H):
-    torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    make = {"elman": lambda: torch.nn.RNN(I, H, batch_first=True), "lstm": lambda: torch.nn.LSTM(I, H, batch_first=True),
-            "gru": lambda: torch.nn.GRU(I, H, batch_first=True)}[kind]
-    return torch, make()
+    make = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
+    return torch, make(I, H, batch_first=True)
 
 
 @pytest.mark.parametrize("shape", GRID_SHAPES, ids=lambda s: "B{}xT{}xH{}".format(*s))
@@ -283,7 +282,6 @@ def test_forward_mode_autodiff_needs_the_plain_path():
 def test_layers_and_torch_networks_take_the_fused_path():
     """``jrnn.RNN``, ``jrnn.bidirectional`` and ``jrnn.from_torch`` networks run the fused path (its custom VJP is
     in their program), and ``fused=False`` layers the plain ``lax.scan``."""
-    torch = pytest.importorskip("torch")
     x = jnp.ones((2, 5, 3))
 
     def loop_kinds(fn, *args):
@@ -292,11 +290,11 @@ def test_layers_and_torch_networks_take_the_fused_path():
     for fused in (True, False):
         layer = jrnn.bidirectional(jrnn.lstm(4), fused=fused)
         p = layer.init(jax.random.key(0), 3)
-        fused_loop = loop_kinds(lambda p, x: layer.apply(p, x)[0], p, x) == "fori"
+        fused_loop = loop_kinds(lambda p, x, layer=layer: layer.apply(p, x)[0], p, x) == "fori"
         assert fused_loop == fused
         layer = jrnn.RNN(jrnn.gru(4), fused=fused)
         p = layer.init(jax.random.key(0), 3)
-        assert (loop_kinds(lambda p, x: layer.apply(p, x)[0], p, x) == "fori") == fused
+        assert (loop_kinds(lambda p, x, layer=layer: layer.apply(p, x)[0], p, x) == "fori") == fused
     fn, params = jrnn.from_torch(torch.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True))
     assert loop_kinds(lambda p, x: fn(p, x)[0], params, x) == "fori"
 
@@ -306,8 +304,6 @@ def test_layers_and_torch_networks_take_the_fused_path():
 # ----------------------------------------------------------------------------------------------------------------
 
 def test_benchmark_suite_writes_json_and_markdown(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("flax")
     out_json, out_md = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
     cmd = [sys.executable, "-m", "benchmarks", "--quick", "--cells", "lstm", "--shapes", "2x3x4", "--reps", "2",
            "--pause-ms", "0", "--json", str(out_json), "--md", str(out_md)]

@@ -13,7 +13,7 @@ import jrnn
 B, T, I, H = 2, 5, 2, 3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup():
     cell = jrnn.lstm(H)
     params = cell.init(jax.random.key(0), I)

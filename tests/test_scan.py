@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jrnn
-import reference as ref
 
 CASES = ref.cell_cases()
 # The cells' equations are tested one by one in test_cells.py; the scan's properties are drawn over three cells that
@@ -27,7 +27,7 @@ scan_jit = jax.jit(jrnn.scan, static_argnums=(0,), static_argnames=("reverse", "
 reverse_jit = jax.jit(jrnn.reverse_sequences)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def step_jit(cell):
     return jax.jit(cell.step)
 

@@ -1,7 +1,7 @@
 """Data-parallel training on 4 simulated CPU devices equals single-device training (``jrnn.sharding``).
 
 The device count of the XLA CPU backend is fixed when jax is first imported, and pytest's process has imported
-it already (tests/conftest.py), so the sharded runs happen in one subprocess started with
+it already (the root conftest.py), so the sharded runs happen in one subprocess started with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``: this file run as a script (``_worker`` below). It trains
 a Flax Linen and a Flax NNX classifier (embedding → bidirectional LSTM → mean over the valid steps → dense, on
 sequences of variable length) for three Adam steps with a plain ``jax.jit`` step on one device, and again with
@@ -25,8 +25,6 @@ try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None
-
-pytest.importorskip("flax")
 
 DEVICES = 4
 STEPS = 3

@@ -11,11 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-torch = pytest.importorskip("torch")
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
-
-import jrnn  # noqa: E402
+import jrnn
 
 B, T, I, H, P = 3, 6, 4, 5, 3
 ATOL = 1e-4

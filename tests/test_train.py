@@ -15,7 +15,7 @@ LENGTHS_NP = np.array([6, 4, 1])
 LENGTHS = jnp.asarray(LENGTHS_NP)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _problem(seed=0):
     cell = jrnn.elman(H)
     params = cell.init(jax.random.key(seed), I)

@@ -97,7 +97,9 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
       backward: the cell for ``A'_t``.
       merge: ``'concat'`` (PyTorch's), ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(O, g)`` for the
         seed's ``y_t = g(V A_t + V' A'_t)``, or any callable ``(A[B, T, H], A_rev[B, T, H']) -> y[B, T, O]``.
-      unroll, fused, matmul_dtype: passed to both directions' :func:`jrnn.scan`.
+      unroll: passed to both directions' :func:`jrnn.scan`.
+      fused: passed to both directions' :func:`jrnn.scan`.
+      matmul_dtype: passed to both directions' :func:`jrnn.scan`.
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jrnn._src.extras import require
+
 _FORMAT = "jrnn-checkpoint-1"
 
 
@@ -44,11 +46,7 @@ class CheckpointError(ValueError):
 
 
 def _ocp():
-    try:
-        import orbax.checkpoint as ocp
-    except ImportError as err:  # in the `experiments` extra
-        raise ImportError("jrnn checkpoints need orbax-checkpoint: pip install 'jrnn[experiments]'") from err
-    return ocp
+    return require("orbax.checkpoint", "checkpoint", "jrnn's checkpoints (save_checkpoint, restore_checkpoint)")
 
 
 def _is_key(leaf: Any) -> bool:

@@ -18,7 +18,8 @@ with a large ``W``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -268,9 +269,15 @@ def gradient_report(network: Any, params: Any, xs: jax.Array, *, lengths: jax.Ar
     ``1/gamma``, which the reason quotes.
 
     Args:
-      network, params, xs, lengths, initial_state, loss_fn: as for :func:`step_grad_norms`.
+      network: as for :func:`step_grad_norms`.
+      params: as for :func:`step_grad_norms`.
+      xs: as for :func:`step_grad_norms`.
+      lengths: as for :func:`step_grad_norms`.
+      initial_state: as for :func:`step_grad_norms`.
+      loss_fn: as for :func:`step_grad_norms`.
       jacobians: also compute :func:`state_jacobians` (``O(B T N^2)`` memory).
-      vanishing_below, exploding_above: the thresholds on the ratio.
+      vanishing_below: the verdict is "vanishing" for a ratio below this.
+      exploding_above: the verdict is "exploding" for a ratio above this (or not finite).
 
     Returns:
       A plain dict: ``verdict``, ``reason``, ``time_steps``, ``thresholds`` and ``recurrences``, a dict from each

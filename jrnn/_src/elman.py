@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,7 +77,9 @@ def elman(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jnp.t
       hidden_size: H, the size of ``s_t``.
       activation: the elementwise ``f``.
       bias: whether ``b_U`` and ``b_W`` exist.
-      U_init, W_init, b_init: initializers (``jrnn.init``) for ``U`` ``[H, I]``, ``W`` ``[H, H]`` and both biases.
+      U_init: initializer (``jrnn.init``) of ``U`` ``[H, I]``.
+      W_init: initializer of ``W`` ``[H, H]``.
+      b_init: initializer of both biases.
       dtype: dtype of the parameters and the default state.
 
     Returns:

@@ -9,7 +9,8 @@ a pure-API run load by putting them there. ``module(xs)`` is ``layer.apply(param
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -76,10 +77,12 @@ class Recurrent(_Base):
       deterministic: turns dropout off (layers with dropout only); may be given at call time instead.
 
     Example:
-      >>> import jax, jax.numpy as jnp, jrnn, jrnn.flax
-      >>> fn, params = jrnn.from_torch(torch_lstm)                       # doctest: +SKIP
-      >>> module = jrnn.flax.linen.Recurrent(fn.network)                # doctest: +SKIP
-      >>> ys = module.apply({"params": {"rnn": params}}, xs)            # doctest: +SKIP
+      >>> import jax.numpy as jnp, torch, jrnn, jrnn.flax
+      >>> fn, params = jrnn.from_torch(torch.nn.GRU(3, 4, num_layers=2, batch_first=True))
+      >>> module = jrnn.flax.linen.Recurrent(fn.network)
+      >>> ys = module.apply({"params": {"rnn": params}}, jnp.ones((2, 5, 3)))
+      >>> bool(jnp.allclose(ys, fn(params, jnp.ones((2, 5, 3)))[0])), ys.shape
+      (True, (2, 5, 4))
     """
 
     layer: Any

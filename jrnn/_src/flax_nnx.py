@@ -8,7 +8,8 @@ and ``module.run(xs)`` the whole ``(ys, final_state)``; ``module.params`` reads 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 from flax import nnx
@@ -127,7 +128,8 @@ class RNN(Recurrent):
       input_size: F, the number of input features.
       reverse: run each sequence backwards (length-aware).
       unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
-      params, rngs: as for :class:`Recurrent`.
+      params: as for :class:`Recurrent`.
+      rngs: as for :class:`Recurrent`.
     """
 
     def __init__(self, cell: Cell, input_size: int, *, reverse: bool = False, unroll: int | bool = 1,
@@ -147,7 +149,8 @@ class Bidirectional(Recurrent):
       backward: the backward cell (default: configured like ``forward``, own parameters).
       merge: ``'concat'``, ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(...)`` or a callable.
       unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
-      params, rngs: as for :class:`Recurrent`.
+      params: as for :class:`Recurrent`.
+      rngs: as for :class:`Recurrent`.
     """
 
     def __init__(self, forward: Cell, input_size: int, *, backward: Cell | None = None, merge: Any = "concat",
@@ -166,7 +169,9 @@ class Deep(Recurrent):
       dropout: the rate of dropout between layers (PyTorch's), drawn from the ``dropout`` stream while
         ``deterministic`` is False.
       residual: add each layer's input to its output from layer 2 on.
-      params, rngs, deterministic: as for :class:`Recurrent`.
+      params: as for :class:`Recurrent`.
+      rngs: as for :class:`Recurrent`.
+      deterministic: as for :class:`Recurrent`.
     """
 
     def __init__(self, layers: Sequence[Any], input_size: int, *, dropout: float = 0.0, residual: bool = False,

@@ -153,7 +153,7 @@ def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, leng
         for j in range(n):
             t = top - j
             dcarry, dz, dextra = step(t, dcarry, buf)
-            dextras = jax.tree_util.tree_map(lambda b, v: _put(b, v, t), dextras, dextra)
+            dextras = jax.tree_util.tree_map(lambda b, v, t=t: _put(b, v, t), dextras, dextra)
             pending.append((dz, t))
         pending += pending[-1:] * (k - n)  # a repeated write keeps the loop carry's structure fixed
         return dcarry, buf, tuple(pending), dextras

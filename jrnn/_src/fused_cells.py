@@ -23,7 +23,8 @@ fusions are much faster on one wide elementwise op than on several gate slices),
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

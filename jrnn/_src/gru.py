@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +88,9 @@ def gru(hidden_size: int, *, reset_after: bool = True, bias: bool = True,
       hidden_size: H, the size of ``s_t``.
       reset_after: apply the reset gate after the recurrent matmul (PyTorch) or before it (Cho et al.).
       bias: whether ``b_U`` and ``b_W`` exist.
-      U_init, W_init, b_init: initializers, applied per gate block.
+      U_init: initializer (``jrnn.init``) of ``U``, applied per gate block.
+      W_init: initializer of ``W``, applied per gate block.
+      b_init: initializer of both biases, applied per gate block.
       dtype: dtype of the parameters and the default state.
 
     Returns:

@@ -11,7 +11,8 @@ Le, Jaitly & Hinton 2015.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,7 +106,10 @@ def lstm(hidden_size: int, *, proj_size: int = 0, forget_bias: float = 1.0, bias
       forget_bias: added to the forget gate's part of ``b_U`` at initialisation (Gers et al. 2000;
         Jozefowicz et al. 2015 recommend 1, the default; Keras' ``unit_forget_bias``). Use 0 for PyTorch's.
       bias: whether ``b_U`` and ``b_W`` exist.
-      U_init, W_init, b_init, R_init: initializers, applied per gate block.
+      U_init: initializer (``jrnn.init``) of ``U``, applied per gate block.
+      W_init: initializer of ``W``, applied per gate block.
+      b_init: initializer of both biases, applied per gate block.
+      R_init: initializer of the projection ``R``.
       dtype: dtype of the parameters and the default state.
 
     Returns:

@@ -7,7 +7,8 @@ A merge has ``init(key, forward_size, backward_size) -> params`` (None when it h
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

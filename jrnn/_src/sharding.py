@@ -5,12 +5,13 @@ Every device holds ``B / n`` sequences of the batch. The loss is a mean over the
 XLA computes is the all-reduced mean of the per-device gradients, exactly the single-device gradient up to the
 order of the float additions; the optimizer update then runs on the replicated (or sharded) parameters.
 Nothing here knows about Flax or about RNNs: ``params`` and ``batch`` are any pytrees.
-See ``docs/sharding.md`` for the multi-host setup (``jax.distributed.initialize``).
+See ``docs/concepts/sharding.md`` for the multi-host setup (``jax.distributed.initialize``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np

@@ -15,6 +15,7 @@ import numpy as np
 from jrnn._src.bidirectional import BidirectionalParams, BidirectionalState, bidirectional
 from jrnn._src.deep import Deep, deep
 from jrnn._src.elman import ElmanParams, elman
+from jrnn._src.extras import require
 from jrnn._src.gru import GRUParams, gru
 from jrnn._src.lstm import LSTMParams, LSTMState, lstm
 
@@ -105,7 +106,7 @@ def from_torch(module: Any) -> tuple[TorchRNN, tuple]:
       >>> y.shape, h_n.shape
       ((2, 7, 10), (4, 2, 5))
     """
-    import torch
+    torch = require("torch", "torch", "jrnn.from_torch / jrnn.to_torch")
 
     if isinstance(module, torch.nn.LSTM):
         param_type = LSTMParams
@@ -147,7 +148,7 @@ def to_torch(params: Any) -> dict:
     ``torch.Tensor`` in torch's own order (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``,
     ``weight_hr_l0``, then ``..._reverse``), ready for ``module.load_state_dict``.
     """
-    import torch
+    torch = require("torch", "torch", "jrnn.from_torch / jrnn.to_torch")
 
     layers = params if isinstance(params, (tuple, list)) and not _is_cell_params(params) else (params,)
     out = {}

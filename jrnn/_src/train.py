@@ -8,7 +8,8 @@ is NaN or Inf, skip the step and count it; otherwise rescale ``g <- θ_max g / |
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

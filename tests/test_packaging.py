@@ -1,0 +1,139 @@
+"""jrnn as a package: the wheel and sdist, a core-only install, the optional extras' errors, the version, and the
+docstring examples (every ``Example:`` block runs under pytest's ``--doctest-modules``)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import os
+import pathlib
+import pkgutil
+import re
+import subprocess
+import sys
+import tomllib
+import venv
+import zipfile
+
+import pytest
+
+import jrnn
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _modules():
+    """Every module of the ``jrnn`` package."""
+    yield jrnn
+    for info in pkgutil.walk_packages(jrnn.__path__, "jrnn."):
+        yield importlib.import_module(info.name)
+
+
+def test_every_example_block_is_a_doctest():
+    """Each ``Example:`` in a docstring of ``jrnn/`` is one that doctest collects and that holds ``>>>`` lines, so
+    ``--doctest-modules`` runs it (an example doctest cannot reach, e.g. in a nested function, fails here)."""
+    in_source = sum(path.read_text().count("Example:") for path in (ROOT / "jrnn").rglob("*.py"))
+    finder = doctest.DocTestFinder(exclude_empty=False)
+    found = 0
+    for module in _modules():
+        for test in finder.find(module, module.__name__):
+            if test.docstring and "Example:" in test.docstring:
+                assert test.examples, f"{test.name}: an Example: block without >>> lines, which doctest cannot run"
+                found += test.docstring.count("Example:")
+    assert in_source > 20
+    assert found == in_source, f"{in_source - found} Example: block(s) are in docstrings doctest does not collect"
+
+
+def test_version_lives_in_one_place_and_starts_the_changelog():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "jrnn.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", jrnn.__version__)
+    releases = re.findall(r"^## \[?(\d+\.\d+\.\d+)\]?", (ROOT / "CHANGELOG.md").read_text(), flags=re.M)
+    assert releases and releases[0] == jrnn.__version__
+
+
+BLOCK_IMPORTS = """
+import sys
+for name in {blocked!r}:
+    sys.modules[name] = None  # makes `import name` raise ImportError, as if it were not installed
+"""
+
+OPTIONAL_FEATURES = {
+    "torch": ("torch", "import jrnn; jrnn.to_torch(jrnn.elman(2).init(jax.random.key(0), 1))"),
+    "flax": ("flax", "import jrnn.flax"),
+    "plot": ("matplotlib", "import jrnn; jrnn.plot_gradient_flow({'recurrences': {}})"),
+    "checkpoint": ("orbax", "import jrnn; jrnn.save_checkpoint('/nonexistent', {}, step=0)"),
+}
+
+
+@pytest.mark.parametrize("extra", sorted(OPTIONAL_FEATURES))
+def test_optional_feature_without_its_extra_names_the_extra(extra):
+    """With the extra's package hidden, ``import jrnn`` and the core still work, and the feature raises an
+    ``ImportError`` that says which extra to install."""
+    blocked, use = OPTIONAL_FEATURES[extra]
+    code = BLOCK_IMPORTS.format(blocked=[blocked]) + f"""
+import jax, jax.numpy as jnp, jrnn
+ys, _ = jrnn.scan(jrnn.gru(3), jrnn.gru(3).init(jax.random.key(0), 2), jnp.ones((1, 4, 2)))
+assert ys.shape == (1, 4, 3)
+try:
+    {use}
+except ImportError as error:
+    print("ImportError:", error)
+else:
+    print("no error")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"pip install 'jrnn[{extra}]'" in out.stdout, out.stdout
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    """``python -m build`` of this checkout: ``(wheel, sdist)`` paths."""
+    out = tmp_path_factory.mktemp("dist")
+    build = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], capture_output=True,
+                           text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    (wheel,), (sdist,) = sorted(out.glob("*.whl")), sorted(out.glob("*.tar.gz"))
+    return wheel, sdist
+
+
+def test_wheel_and_sdist_pass_twine_check_and_ship_py_typed(dist):
+    wheel, sdist = dist
+    check = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert wheel.name.startswith(f"jrnn-{jrnn.__version__}-py3-none-any")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "jrnn/py.typed" in names and "jrnn/_src/scan.py" in names
+    assert not [n for n in names if n.startswith(("tests/", "experiments/", "benchmarks/"))]
+
+
+def test_wheel_alone_installs_a_working_core_in_a_fresh_environment(dist, tmp_path):
+    """The wheel in a new virtual environment with no extras: ``import jrnn`` and a tiny ``jrnn.scan`` work, and an
+    optional feature (a plot) raises the ImportError that names its extra, for real this time."""
+    wheel, _ = dist
+    env = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env)
+    python = env / ("Scripts" if os.name == "nt" else "bin") / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                              str(wheel)], capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    code = """
+import importlib.util, jax, jax.numpy as jnp, jrnn
+cell = jrnn.lstm(4)
+ys, state = jax.jit(lambda p, x: jrnn.scan(cell, p, x, lengths=jnp.array([3, 1])))(cell.init(jax.random.key(0), 2),
+                                                                                 jnp.ones((2, 3, 2)))
+assert ys.shape == (2, 3, 4) and float(jnp.abs(ys[1, 1:]).max()) == 0.0
+assert importlib.util.find_spec("matplotlib") is None and importlib.util.find_spec("torch") is None
+try:
+    jrnn.plot_gradient_flow({'recurrences': {}})
+except ImportError as error:
+    print(error)
+print(jrnn.__version__, jrnn.__file__)
+"""
+    run = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "pip install 'jrnn[plot]'" in run.stdout
+    assert jrnn.__version__ in run.stdout and str(env) in run.stdout  # the installed copy, not this checkout
