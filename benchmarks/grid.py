@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 CELLS = ("elman", "lstm", "gru")
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
 
@@ -40,3 +42,12 @@ class Config:
 
 def grid(cells=CELLS, shapes=SHAPES) -> list[Config]:
     return [Config(c, *s) for c in cells for s in shapes]
+
+
+def inputs(cfg: Config, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The input ``x[B, T, I]`` and the output cotangent ``g[B, T, H]`` of one configuration (NumPy, float32), the
+    same for every framework."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((cfg.batch, cfg.time, cfg.input_size)).astype(np.float32)
+    g = rng.standard_normal((cfg.batch, cfg.time, cfg.hidden)).astype(np.float32)
+    return x, g

@@ -17,19 +17,11 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import jrnn
 from benchmarks import ablation
-from benchmarks.grid import Config
+from benchmarks.grid import Config, inputs
 from benchmarks.peers_torch import make_module
-
-
-def inputs(cfg: Config, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((cfg.batch, cfg.time, cfg.input_size)).astype(np.float32)
-    g = rng.standard_normal((cfg.batch, cfg.time, cfg.hidden)).astype(np.float32)
-    return x, g
 
 
 def _compile(fn: Callable, params, x, g):

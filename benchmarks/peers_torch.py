@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 
-from benchmarks.grid import Config
+from benchmarks.grid import Config, inputs
 
 
 def make_module(cfg: Config, seed: int = 0):
@@ -33,8 +33,6 @@ def build(impl: str, cfg: Config, seed: int = 0):
     """``(fwd, fwdbwd, info)`` for ``impl`` ``'torch'`` (the worker's default threads) or ``'torch_1t'`` (a worker
     set to one thread); info holds the peak memory of fwd+bwd."""
     import torch
-
-    from benchmarks.peers_jax import inputs  # numpy only; does not run JAX
 
     if impl not in ("torch", "torch_1t"):
         raise ValueError(impl)
