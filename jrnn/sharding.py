@@ -6,15 +6,15 @@ mesh)`` returns ``init`` and a jitted ``step`` that equals the single-device ste
 """
 
 from jrnn._src.sharding import (
-                                BATCH,
-                                DataParallel,
-                                batch_sharding,
-                                data_mesh,
-                                data_parallel,
-                                param_shardings,
-                                replicate,
-                                shard_batch,
-                                shard_params,
+    BATCH,
+    DataParallel,
+    batch_sharding,
+    data_mesh,
+    data_parallel,
+    param_shardings,
+    replicate,
+    shard_batch,
+    shard_params,
 )
 
 __all__ = ["BATCH", "DataParallel", "batch_sharding", "data_mesh", "data_parallel", "param_shardings", "replicate",
