@@ -10,7 +10,8 @@ both paths of ``jrnn.scan``, and through the layers.
 - Monte Carlo over keys: the mean of a quantity linear in the masks is the no-dropout value; two steps on, the
   state mask's reuse shows as the bias ``E[m²] - 1 = p / (1 - p)`` it predicts (fresh masks would give none);
 - no key is the plain network bit for bit; bidirectional and deep layers give each direction and layer its own
-  keys; input and output dropout work with any cell; errors name what was expected.
+  keys; ``checkpointed_scan`` keeps one set of masks over its segments; input and output dropout work with any
+  cell; errors name what was expected.
 """
 
 import re
@@ -231,6 +232,26 @@ def test_bidirectional_and_deep_give_each_direction_and_layer_keys_of_their_own(
     ys, want, evaluation = run(params, xs, jax.random.key(11))
     np.testing.assert_allclose(ys, want, rtol=1e-6, atol=1e-6)
     assert not np.allclose(ys, evaluation, atol=1e-3)
+
+
+def test_checkpointed_scan_draws_one_set_of_masks_for_the_whole_sequence():
+    cell = jrnn.gru(4)
+    params = ref.random_params(cell, 14, I)
+    xs = ref.device(np.random.default_rng(15).standard_normal((B, 7, I)))
+    lengths = jnp.array([7, 4, 1])
+
+    @jax.jit
+    def both(params, key):
+        def loss(scan_fn, **kw):
+            return lambda p: jnp.sum(jnp.sin(scan_fn(cell, p, xs, lengths=lengths, reverse=True, dropout=ALL, key=key,
+                                                     **kw)[0]))
+
+        return (jax.value_and_grad(loss(jrnn.checkpointed_scan, segment_length=3))(params),
+                jax.value_and_grad(loss(jrnn.scan))(params))
+
+    segmented, whole = both(params, jax.random.key(16))
+    for a, e in zip(jax.tree_util.tree_leaves(segmented), jax.tree_util.tree_leaves(whole), strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
 
 
 class Accumulate:

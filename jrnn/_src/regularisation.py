@@ -33,6 +33,12 @@ class RecurrentDropout:
       state: ``p_s``, the rate on the state ``s_{t-1}`` where it enters ``W``.
       output: ``p_y``, the rate on the outputs ``y_t``.
       weight: ``p_W``, the rate on the entries of ``W`` (weight drop).
+
+    Example:
+      >>> import jrnn
+      >>> drop = jrnn.recurrent_dropout(state=0.25, weight=0.5)
+      >>> drop.active, drop.input, jrnn.recurrent_dropout().active
+      (True, 0.0, False)
     """
 
     input: float = 0.0
