@@ -90,7 +90,7 @@ def _buffers(template: Any, time: int) -> Any:
     return jax.tree_util.tree_map(lambda x: jnp.zeros((time,) + x.shape, x.dtype), template)
 
 
-def _forward(kernel, unroll, params, xs, state0, lengths, state_mask, save):
+def _forward(kernel, unroll, params, xs, state0, lengths, save, state_mask=None):
     """The forward loop: ``(ys, final state, residuals)``.
 
     Step t's gates ``a_t`` overwrite ``xp[t]`` in place. ``a_t`` is computed from ``xp[t]``, so every read of
@@ -181,12 +181,12 @@ def _shift_in(s0: jax.Array, ys: jax.Array) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _fused_layer(kernel, unroll, params, xs, state0, lengths, state_mask):
-    ys, final, _ = _forward(kernel, unroll, params, xs, state0, lengths, state_mask, save=False)
+    ys, final, _ = _forward(kernel, unroll, params, xs, state0, lengths, save=False, state_mask=state_mask)
     return ys, final
 
 
 def _fused_layer_fwd(kernel, unroll, params, xs, state0, lengths, state_mask):
-    ys, final, res = _forward(kernel, unroll, params, xs, state0, lengths, state_mask, save=True)
+    ys, final, res = _forward(kernel, unroll, params, xs, state0, lengths, save=True, state_mask=state_mask)
     return (ys, final), (params, xs, state0, lengths, state_mask, ys, res)
 
 
