@@ -19,6 +19,7 @@ from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
 from jrnn._src.plotting import plot_gradient_flow
 from jrnn._src.readout import Readout, ReadoutParams, readout
+from jrnn._src.regularisation import RecurrentDropout, recurrent_dropout
 from jrnn._src.remat import checkpointed_scan
 from jrnn._src.scan import RNN, scan
 from jrnn._src.sequences import reverse_sequences, valid_mask
@@ -38,6 +39,8 @@ __all__ = [
     "Bidirectional", "BidirectionalParams", "BidirectionalState", "bidirectional",
     "FunctionMerge", "SeedMerge", "SeedMergeParams", "seed_merge",
     "Deep", "deep", "Readout", "ReadoutParams", "readout",
+    # recurrent regularisation
+    "RecurrentDropout", "recurrent_dropout",
     # training through time
     "Batch", "SkipNonFiniteState", "TrainStep", "skip_nonfinite", "supervised_loss", "train_step",
     "last_valid", "masked_cross_entropy", "masked_mse",

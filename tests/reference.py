@@ -82,6 +82,53 @@ def gru_step(p, s, x, reset_after: bool = True):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Variational dropout (Gal & Ghahramani 2016, eqs. 7-8 "tied weights") with weight drop (Merity et al. 2018): one
+# step of each cell for one sequence, given its masks: m_x[I] on x_t, m_s[P] on s_{t-1} where it meets W, and the
+# batch's M_W on W. The masks are applied here, in each equation, not by transforming the cell's inputs.
+# ----------------------------------------------------------------------------------------------------------------
+
+def gal_elman_step(p, s, x, m_x, m_s, M_W, f: Callable = np.tanh):
+    """``s_t = f(U (m_x ⊙ x_t) + b_U + (M_W ⊙ W)(m_s ⊙ s_{t-1}) + b_W)``, ``y_t = s_t``."""
+    U, W = f64(p.U), f64(M_W) * f64(p.W)
+    H = U.shape[0]
+    s_new = f(U @ (m_x * x) + _bias(p.b_U, H) + W @ (m_s * s) + _bias(p.b_W, H))
+    return s_new, s_new
+
+
+def gal_lstm_step(p, state: LSTMState, x, m_x, m_s, M_W):
+    """``[i; f; g; o] = U (m_x ⊙ x_t) + b_U + (M_W ⊙ W)(m_s ⊙ h_{t-1}) + b_W``; ``c_{t-1}`` unmasked."""
+    U, W = f64(p.U), f64(M_W) * f64(p.W)
+    H = U.shape[0] // 4
+    z = U @ (m_x * x) + _bias(p.b_U, 4 * H) + W @ (m_s * state.h) + _bias(p.b_W, 4 * H)
+    i, f, g, o = z[0:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:4 * H]
+    c = sigmoid(f) * state.c + sigmoid(i) * np.tanh(g)
+    h = sigmoid(o) * np.tanh(c)
+    R = getattr(p, "R", None)
+    if R is not None:
+        h = f64(R) @ h
+    return LSTMState(h, c), h
+
+
+def gal_gru_step(p, s, x, m_x, m_s, M_W, reset_after: bool = True):
+    """The GRU with ``m_x ⊙ x_t`` and ``(M_W ⊙ W)(m_s ⊙ s_{t-1})`` in every gate (reset before: ``W_n (r ⊙ m_s ⊙
+    s_{t-1})``); the interpolation ``z ⊙ s_{t-1}`` reads the unmasked state (Keras 3's ``recurrent_dropout``)."""
+    U, W = f64(p.U), f64(M_W) * f64(p.W)
+    H = U.shape[0] // 3
+    bU, bW = _bias(p.b_U, 3 * H), _bias(p.b_W, 3 * H)
+    Ur, Uz, Un = U[:H], U[H:2 * H], U[2 * H:]
+    Wr, Wz, Wn = W[:H], W[H:2 * H], W[2 * H:]
+    xd, sd = m_x * x, m_s * s
+    r = sigmoid(Ur @ xd + bU[:H] + Wr @ sd + bW[:H])
+    z = sigmoid(Uz @ xd + bU[H:2 * H] + Wz @ sd + bW[H:2 * H])
+    if reset_after:
+        n = np.tanh(Un @ xd + bU[2 * H:] + r * (Wn @ sd + bW[2 * H:]))
+    else:
+        n = np.tanh(Un @ xd + bU[2 * H:] + Wn @ (r * sd) + bW[2 * H:])
+    s_new = (1.0 - z) * n + z * s
+    return s_new, s_new
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Sequences.
 # ----------------------------------------------------------------------------------------------------------------
 

@@ -294,6 +294,47 @@ def test_flax_linen_dropout_uses_the_dropout_rng():
     assert differ(one, no_dropout)
 
 
+RECURRENT_DROPOUT = jrnn.recurrent_dropout(input=0.3, state=0.3, weight=0.3)
+
+
+def test_flax_recurrent_dropout_draws_from_the_dropout_stream_and_eval_turns_it_off():
+    """``jrnn.recurrent_dropout`` on a layer, or on the layers of a stack without dropout between them, is driven by
+    the ``dropout`` stream (NNX) or RNG (Linen), as :class:`jrnn.Deep`'s dropout is."""
+    layer = jrnn.RNN(jrnn.elman(H), dropout=RECURRENT_DROPOUT)
+    model = jrnn.flax.nnx.RNN(jrnn.elman(H), F, dropout=RECURRENT_DROPOUT, rngs=nnx.Rngs(params=0, dropout=1))
+    xs, key = inputs(), jax.random.key(7)
+
+    @nnx.jit
+    def outputs(model, xs, key):
+        return model(xs), model(xs), model(xs, rngs=key), model(xs, deterministic=True)
+
+    first, second, keyed, evaluation = outputs(model, xs, key)
+    want_keyed, want_evaluation = jax.jit(lambda p: (layer.apply(p, xs, key=key)[0], layer.apply(p, xs)[0]))(
+        model.params)
+    assert differ(first, second) and differ(first, evaluation)
+    assert_trees_close(keyed, want_keyed)
+    assert_trees_close(evaluation, want_evaluation)
+
+    stack = (jrnn.RNN(jrnn.elman(H), dropout=RECURRENT_DROPOUT), jrnn.RNN(jrnn.elman(H), dropout=RECURRENT_DROPOUT))
+    linen = jrnn.flax.linen.Deep(stack)  # no dropout between the layers: the layers' own dropout needs the RNG
+    params = {"rnn": init(jrnn.deep(stack))}
+
+    @jax.jit
+    def linen_outputs(params, xs):
+        def train(seed):
+            return linen.apply({"params": params}, xs, deterministic=False, rngs={"dropout": jax.random.key(seed)})
+
+        return (linen.apply({"params": params}, xs, deterministic=True), jrnn.deep(stack).apply(params["rnn"], xs)[0],
+                train(1), train(1), train(2))
+
+    deterministic, plain, one, one_again, two = linen_outputs(params, xs)
+    assert_trees_close(deterministic, plain)
+    assert_trees_close(one, one_again)
+    assert differ(one, two) and differ(one, plain)
+    with pytest.raises(ValueError, match="expected deterministic=True or False"):
+        linen.apply({"params": params}, xs)
+
+
 def test_flax_modules_reject_wrong_params_naming_expected_and_received():
     lstm_params = jrnn.lstm(H).init(jax.random.key(0), F)
     gru_params = jrnn.gru(H).init(jax.random.key(0), F)

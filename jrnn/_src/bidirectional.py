@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import merge as merges
+from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
 from jrnn._src.sequences import valid_mask
 from jrnn._src.types import Cell
@@ -48,6 +49,7 @@ class Bidirectional:
     unroll: int | bool = 1
     fused: bool = True
     matmul_dtype: Any = None
+    dropout: RecurrentDropout | None = None
 
     @property
     def output_size(self) -> int:
@@ -55,7 +57,7 @@ class Bidirectional:
 
     @property
     def _scan_options(self) -> dict:
-        return dict(unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype)
+        return dict(unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype, dropout=self.dropout)
 
     def init(self, key: jax.Array, input_size: int) -> BidirectionalParams:
         kf, kb, km = jax.random.split(key, 3)
@@ -69,17 +71,21 @@ class Bidirectional:
     def apply(self, params: BidirectionalParams, xs: jax.Array, *, lengths: jax.Array | None = None,
               initial_state: BidirectionalState | None = None,
               key: jax.Array | None = None) -> tuple[jax.Array, BidirectionalState]:
-        """``xs[B, T, F] -> (ys[B, T, output_size], BidirectionalState)``; ``key`` is unused."""
-        del key
+        """``xs[B, T, F] -> (ys[B, T, output_size], BidirectionalState)``.
+
+        A ``key`` draws the masks of ``dropout`` (ignored without): ``k_forward, k_backward =
+        jax.random.split(key)``, so each direction has masks of its own.
+        """
+        keys = (None, None) if key is None or self.dropout is None else tuple(jax.random.split(key))
         if initial_state is None:
             initial_state = BidirectionalState(None, None)
         elif not isinstance(initial_state, BidirectionalState):
             raise TypeError("jrnn.Bidirectional: expected initial_state to be a BidirectionalState(forward, "
                             f"backward), got {type(initial_state).__name__}")
         a, final_fw = scan(self.forward, params.forward, xs, lengths=lengths,
-                           initial_state=initial_state.forward, **self._scan_options)
+                           initial_state=initial_state.forward, key=keys[0], **self._scan_options)
         a_rev, final_bw = scan(self.backward, params.backward, xs, lengths=lengths,
-                               initial_state=initial_state.backward, reverse=True, **self._scan_options)
+                               initial_state=initial_state.backward, reverse=True, key=keys[1], **self._scan_options)
         ys = self.merge.apply(params.merge, a, a_rev)
         mask = valid_mask(lengths, *xs.shape[:2])
         if mask is not None:
@@ -88,7 +94,8 @@ class Bidirectional:
 
 
 def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "concat", *,
-                  unroll: int | bool = 1, fused: bool = True, matmul_dtype: Any = None) -> Bidirectional:
+                  unroll: int | bool = 1, fused: bool = True, matmul_dtype: Any = None,
+                  dropout: RecurrentDropout | None = None) -> Bidirectional:
     """A bidirectional layer from two cells (``backward`` defaults to a cell configured like ``forward``, with
     its own parameters).
 
@@ -100,6 +107,8 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
       unroll: passed to both directions' :func:`jrnn.scan`.
       fused: passed to both directions' :func:`jrnn.scan`.
       matmul_dtype: passed to both directions' :func:`jrnn.scan`.
+      dropout: :func:`jrnn.recurrent_dropout` rates for both directions (each draws its own masks), active when
+        ``apply`` gets a ``key``.
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
@@ -120,4 +129,7 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
         raise ValueError(f"jrnn.bidirectional: the merge {getattr(merge, 'name', merge)!r} cannot combine forward "
                          f"outputs of size {forward.output_size} with backward outputs of size "
                          f"{backward.output_size}: {error}") from None
-    return Bidirectional(forward, backward, merge, unroll, fused, matmul_dtype)
+    if dropout is not None and not isinstance(dropout, RecurrentDropout):
+        raise TypeError(f"jrnn.bidirectional: expected dropout to be None or jrnn.recurrent_dropout(...), "
+                        f"got {dropout!r}")
+    return Bidirectional(forward, backward, merge, unroll, fused, matmul_dtype, dropout)

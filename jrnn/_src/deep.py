@@ -22,7 +22,9 @@ class Deep:
         h^l   = layer_l(dropout(h^{l-1}))            (+ h^{l-1} with residual, for l >= 2)
         y_t   = h^L_t
 
-    Params and states are tuples with one entry per layer.
+    Params and states are tuples with one entry per layer. A key is split per layer, ``k_l =
+    jax.random.split(key, L)[l]``, and each ``k_l`` into the key of the dropout before layer l and the key
+    layer l's own ``apply`` gets (for its :func:`jrnn.recurrent_dropout`): ``jax.random.split(k_l)``.
     """
 
     layers: tuple
@@ -54,7 +56,8 @@ class Deep:
           xs: ``[B, T, F]`` inputs.
           lengths: optional ``[B]`` valid lengths, shared by every layer.
           initial_state: None, or one entry per layer (each None for zeros).
-          key: a PRNG key turns dropout between layers on (training); None turns it off (evaluation).
+          key: a PRNG key turns dropout on (training), between layers and inside each layer that has its own
+            (:func:`jrnn.recurrent_dropout`); None turns it off (evaluation).
         """
         n = len(self.layers)
         if not isinstance(params, (tuple, list)) or len(params) != n:
@@ -68,11 +71,11 @@ class Deep:
                 got += f" of length {len(initial_state)}"
             raise ValueError(f"jrnn.Deep: expected initial_state to be None or a tuple of {n} per-layer states, "
                              f"got {got}")
-        drop_keys = (None,) * n if key is None or not self.dropout else tuple(jax.random.split(key, n))
+        keys = [(None, None)] * n if key is None else [tuple(jax.random.split(k)) for k in jax.random.split(key, n)]
         h, finals = xs, []
-        for l, (layer, p, s0, k) in enumerate(zip(self.layers, params, initial_state, drop_keys)):
-            inputs = h if l == 0 or k is None else _dropout(k, self.dropout, h)
-            out, final = layer.apply(p, inputs, lengths=lengths, initial_state=s0)
+        for l, (layer, p, s0, (k_drop, k_layer)) in enumerate(zip(self.layers, params, initial_state, keys)):
+            inputs = h if l == 0 or k_drop is None or not self.dropout else _dropout(k_drop, self.dropout, h)
+            out, final = layer.apply(p, inputs, lengths=lengths, initial_state=s0, key=k_layer)
             h = out + h if self.residual and l > 0 else out
             finals.append(final)
         return h, tuple(finals)
@@ -98,8 +101,9 @@ def deep(layers: Sequence[Any], *, dropout: float = 0.0, residual: bool = False)
 
     Args:
       layers: one entry per layer, bottom first.
-      dropout: the rate of dropout on the inputs of layers 2..L (PyTorch's ``dropout``), active only when
-        ``apply`` gets a ``key``.
+      dropout: the rate of dropout on the inputs of layers 2..L (PyTorch's ``dropout``: a fresh mask at every
+        step), active only when ``apply`` gets a ``key``. For Gal's variational dropout (one mask per sequence)
+        give the layers :func:`jrnn.recurrent_dropout` instead: ``jrnn.RNN(cell, dropout=...)``.
       residual: add each layer's input to its output from layer 2 on (Wu et al. 2016); needs equal sizes.
 
     Example:

@@ -55,8 +55,11 @@ class ElmanCell:
     def initial_state(self, batch_shape=(), dtype=None) -> jax.Array:
         return gates.zeros_state(batch_shape, self.hidden_size, dtype or self.dtype)
 
-    def step(self, params: ElmanParams, state: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        s = self.activation(gates.affine(x, params.U, params.b_U) + gates.affine(state, params.W, params.b_W))
+    def step(self, params: ElmanParams, state: jax.Array, x: jax.Array, *,
+             state_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """One step; ``state_mask[..., H]`` (:func:`jrnn.recurrent_dropout`) multiplies ``s_{t-1}`` in ``W s_{t-1}``."""
+        s_in = gates.masked(state, state_mask)
+        s = self.activation(gates.affine(x, params.U, params.b_U) + gates.affine(s_in, params.W, params.b_W))
         return s, s
 
     def input_size(self, params: ElmanParams) -> int:

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
+from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.types import SequenceLayer
 
 
@@ -24,8 +25,17 @@ def sequence_layer(layer: Any, where: str) -> SequenceLayer:
 
 
 def uses_dropout(layer: Any) -> bool:
-    """Whether ``layer.apply`` uses its ``key``: a layer with a nonzero ``dropout`` rate (:class:`jrnn.Deep`)."""
-    return bool(getattr(layer, "dropout", 0.0))
+    """Whether ``layer.apply`` uses its ``key``: a layer with a nonzero ``dropout`` rate (:class:`jrnn.Deep`) or
+    an active :func:`jrnn.recurrent_dropout` (:class:`jrnn.RNN`, :class:`jrnn.Bidirectional`), or a stack or a
+    wrapper (:func:`jrnn.truncated_bptt`) of such layers."""
+    dropout = getattr(layer, "dropout", None)
+    if isinstance(dropout, RecurrentDropout):
+        if dropout.active:
+            return True
+    elif dropout:
+        return True
+    inner = getattr(layer, "layers", None) or ([layer.layer] if hasattr(layer, "layer") else [])
+    return any(uses_dropout(sub) for sub in inner)
 
 
 def template(layer: SequenceLayer, input_size: int) -> Any:

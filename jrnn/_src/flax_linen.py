@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jrnn._src import flax_common
 from jrnn._src.bidirectional import bidirectional
 from jrnn._src.deep import deep
+from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import RNN as PureRNN
 from jrnn._src.types import Cell, SequenceLayer
 
@@ -57,7 +58,7 @@ class _Base(nn.Module):
                 deterministic = getattr(self, "deterministic", None)
             if deterministic is None:
                 raise ValueError(f"{where}: expected deterministic=True or False, as an attribute or at call time, "
-                                 f"for a layer with dropout={layer.dropout}; got neither")
+                                 f"for a layer with dropout={getattr(layer, 'dropout', None)}; got neither")
             if not deterministic:
                 key = self.make_rng("dropout")
         return layer.apply(params, xs, lengths=lengths, initial_state=initial_state, key=key)
@@ -99,16 +100,20 @@ class RNN(_Base):
       cell: a jrnn cell, e.g. ``jrnn.lstm(64)``.
       reverse: run each sequence backwards (length-aware).
       unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
+      dropout: :func:`jrnn.recurrent_dropout` rates, drawn from the ``'dropout'`` RNG when not ``deterministic``.
+      deterministic: turns dropout off; may be given at call time instead.
     """
 
     cell: Cell
     reverse: bool = False
     unroll: int | bool = 1
+    dropout: RecurrentDropout | None = None
+    deterministic: bool | None = None
 
     def _layer(self) -> SequenceLayer:
         if not isinstance(self.cell, Cell):
             raise TypeError(f"jrnn.flax.linen.RNN: expected a jrnn cell (jrnn.elman/lstm/gru(...)), got {self.cell!r}")
-        return PureRNN(self.cell, self.reverse, self.unroll)
+        return PureRNN(self.cell, self.reverse, self.unroll, dropout=self.dropout)
 
 
 class Bidirectional(_Base):
@@ -120,15 +125,20 @@ class Bidirectional(_Base):
       backward: the backward cell (default: configured like ``forward``, own parameters).
       merge: ``'concat'``, ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(...)`` or a callable.
       unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
+      dropout: :func:`jrnn.recurrent_dropout` rates for both directions, drawn from the ``'dropout'`` RNG when not
+        ``deterministic``.
+      deterministic: turns dropout off; may be given at call time instead.
     """
 
     forward: Cell
     backward: Cell | None = None
     merge: Any = "concat"
     unroll: int | bool = 1
+    dropout: RecurrentDropout | None = None
+    deterministic: bool | None = None
 
     def _layer(self) -> SequenceLayer:
-        return bidirectional(self.forward, self.backward, self.merge, unroll=self.unroll)
+        return bidirectional(self.forward, self.backward, self.merge, unroll=self.unroll, dropout=self.dropout)
 
 
 class Deep(_Base):

@@ -17,6 +17,7 @@ from flax import nnx
 from jrnn._src import flax_common
 from jrnn._src.bidirectional import bidirectional
 from jrnn._src.deep import deep
+from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import RNN as PureRNN
 from jrnn._src.types import Cell, SequenceLayer
 
@@ -37,7 +38,8 @@ class Recurrent(nnx.Module):
       params: the layer's parameter pytree (what ``layer.init(key, input_size)`` or :func:`jrnn.from_torch`
         returns); None to initialise fresh ones from ``rngs.params()``.
       rngs: an ``nnx.Rngs``; its ``params`` stream initialises (when ``params`` is None), its ``dropout`` stream
-        draws the dropout keys of a layer with ``dropout > 0``.
+        draws the dropout keys of a layer with dropout (a ``dropout`` rate, or :func:`jrnn.recurrent_dropout` on
+        any of its layers).
       deterministic: turns dropout off; ``model.eval()`` sets it, ``model.train()`` clears it.
 
     Example:
@@ -116,8 +118,9 @@ class Recurrent(nnx.Module):
         if isinstance(rngs, jax.Array):
             return rngs
         raise ValueError(f"jrnn.flax.nnx.{type(self).__name__}: dropout is on (deterministic=False, dropout="
-                         f"{self.layer.dropout}) but there is no dropout key: expected rngs=nnx.Rngs(dropout=...) "
-                         f"at construction or call, or deterministic=True (model.eval()); got rngs={rngs!r}")
+                         f"{getattr(self.layer, 'dropout', None)}) but there is no dropout key: expected "
+                         f"rngs=nnx.Rngs(dropout=...) at construction or call, or deterministic=True (model.eval()); "
+                         f"got rngs={rngs!r}")
 
 
 class RNN(Recurrent):
@@ -128,15 +131,20 @@ class RNN(Recurrent):
       input_size: F, the number of input features.
       reverse: run each sequence backwards (length-aware).
       unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
+      dropout: :func:`jrnn.recurrent_dropout` rates (variational dropout, weight drop), drawn from the
+        ``dropout`` stream while ``deterministic`` is False.
       params: as for :class:`Recurrent`.
       rngs: as for :class:`Recurrent`.
+      deterministic: as for :class:`Recurrent`.
     """
 
     def __init__(self, cell: Cell, input_size: int, *, reverse: bool = False, unroll: int | bool = 1,
-                 params: Any = None, rngs: nnx.Rngs | None = None):
+                 dropout: RecurrentDropout | None = None, params: Any = None, rngs: nnx.Rngs | None = None,
+                 deterministic: bool = False):
         if not isinstance(cell, Cell):
             raise TypeError(f"jrnn.flax.nnx.RNN: expected a jrnn cell (jrnn.elman/lstm/gru(...)), got {cell!r}")
-        super().__init__(PureRNN(cell, reverse, unroll), input_size, params=params, rngs=rngs)
+        super().__init__(PureRNN(cell, reverse, unroll, dropout=dropout), input_size, params=params, rngs=rngs,
+                         deterministic=deterministic)
 
 
 class Bidirectional(Recurrent):
@@ -149,14 +157,18 @@ class Bidirectional(Recurrent):
       backward: the backward cell (default: configured like ``forward``, own parameters).
       merge: ``'concat'``, ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(...)`` or a callable.
       unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
+      dropout: :func:`jrnn.recurrent_dropout` rates for both directions, drawn from the ``dropout`` stream while
+        ``deterministic`` is False.
       params: as for :class:`Recurrent`.
       rngs: as for :class:`Recurrent`.
+      deterministic: as for :class:`Recurrent`.
     """
 
     def __init__(self, forward: Cell, input_size: int, *, backward: Cell | None = None, merge: Any = "concat",
-                 unroll: int | bool = 1, params: Any = None, rngs: nnx.Rngs | None = None):
-        super().__init__(bidirectional(forward, backward, merge, unroll=unroll), input_size, params=params,
-                         rngs=rngs)
+                 unroll: int | bool = 1, dropout: RecurrentDropout | None = None, params: Any = None,
+                 rngs: nnx.Rngs | None = None, deterministic: bool = False):
+        super().__init__(bidirectional(forward, backward, merge, unroll=unroll, dropout=dropout), input_size,
+                         params=params, rngs=rngs, deterministic=deterministic)
 
 
 class Deep(Recurrent):

@@ -11,7 +11,9 @@ state, and every gradient, to float rounding). What it does differently (Appleya
    (``σ(v) = ½ + ½ tanh(v/2)``), then the state update.
 3. A custom VJP: the backward loop carries only the state's gradient and stacks the gradients of each step's
    pre-activations; the weight, bias and input gradients are single GEMMs after the loop
-   (``dW = DZ^T S_prev``, ``dU = DZ^T X``, ``dX = DZ U``, ``db = 1^T DZ``).
+   (``dW = DZ^T S_prev``, ``dU = DZ^T X``, ``dX = DZ U``, ``db = 1^T DZ``). Under variational dropout the state
+   mask ``m`` is a constant of the loops: ``S_prev`` becomes ``m ⊙ S_prev`` in ``dW`` and each step's state
+   gradient from the recurrent matmul is multiplied by ``m`` (``fused_cells.py``).
 4. No ``[T, B, G·H]`` buffer beyond the GEMM's output: the forward loop overwrites ``xp[t]`` with step t's
    activated gates (the residual the backward pass needs), and the backward loop overwrites those with the gate
    gradients ``DZ``. Fewer and smaller buffers matter on the CPU: every fresh page of a large buffer costs a page
@@ -33,16 +35,17 @@ from jrnn._src.sequences import batch_like, keep_where, reverse_sequences, valid
 
 
 def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: Any, lengths: jax.Array | None,
-                reverse: bool = False) -> tuple[jax.Array, Any]:
+                reverse: bool = False, state_mask: jax.Array | None = None) -> tuple[jax.Array, Any]:
     """:func:`jrnn.scan`'s fused path after its checks: ``xs[B, T, F]``, a state with batch shape ``[B]``, at least
-    one time step. ``kernel`` is a cell's (``fused_cells.kernel_for``; the benchmarks build variants of them)."""
+    one time step. ``kernel`` is a cell's (``fused_cells.kernel_for``; the benchmarks build variants of them).
+    ``state_mask[B, P]``: variational dropout's mask on the state where it enters the recurrent matmul."""
     if reverse:
         xs = _reverse(xs, lengths)
     mask = valid_mask(lengths, *xs.shape[:2])
     if mask is not None:  # padded inputs never reach the cell (nor, as NaN, the after-loop GEMMs' dU = DZ^T X)
         xs = jnp.where(mask[:, :, None], xs, jnp.zeros_like(xs))
     params = batch_like(params, xs, axis=None)  # varying as xs is inside shard_map, so the custom VJP's types agree
-    ys, final_state = _fused_layer(kernel, unroll, params, jnp.swapaxes(xs, 0, 1), state, lengths)
+    ys, final_state = _fused_layer(kernel, unroll, params, jnp.swapaxes(xs, 0, 1), state, lengths, state_mask)
     ys = jnp.swapaxes(ys, 0, 1)
     if reverse:
         ys = _reverse(ys, lengths)
@@ -91,7 +94,7 @@ def _buffers(template: Any, like: jax.Array) -> Any:
     return batch_like(zeros, like, axis=1)
 
 
-def _forward(kernel, unroll, params, xs, state0, lengths, save):
+def _forward(kernel, unroll, params, xs, state0, lengths, save, state_mask=None):
     """The forward loop: ``(ys, final state, residuals)``.
 
     Step t's gates ``a_t`` overwrite ``xp[t]`` in place. ``a_t`` is computed from ``xp[t]``, so every read of
@@ -101,7 +104,7 @@ def _forward(kernel, unroll, params, xs, state0, lengths, save):
     """
     time = xs.shape[0]
     xp = kernel.project(params, xs)
-    consts = kernel.consts(params)
+    consts = kernel.consts(params, state_mask)
     carry0 = kernel.carry(state0)
     _, y_shape, _, extra_shape = jax.eval_shape(lambda c, x: kernel.step(consts, c, x, save), carry0, _at(xp, 0))
     extras0 = _buffers(extra_shape, xp) if save else ()
@@ -181,25 +184,26 @@ def _shift_in(s0: jax.Array, ys: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused_layer(kernel, unroll, params, xs, state0, lengths):
-    ys, final, _ = _forward(kernel, unroll, params, xs, state0, lengths, save=False)
+def _fused_layer(kernel, unroll, params, xs, state0, lengths, state_mask):
+    ys, final, _ = _forward(kernel, unroll, params, xs, state0, lengths, save=False, state_mask=state_mask)
     return ys, final
 
 
-def _fused_layer_fwd(kernel, unroll, params, xs, state0, lengths):
-    ys, final, res = _forward(kernel, unroll, params, xs, state0, lengths, save=True)
-    return (ys, final), (params, xs, state0, lengths, ys, res)
+def _fused_layer_fwd(kernel, unroll, params, xs, state0, lengths, state_mask):
+    ys, final, res = _forward(kernel, unroll, params, xs, state0, lengths, save=True, state_mask=state_mask)
+    return (ys, final), (params, xs, state0, lengths, state_mask, ys, res)
 
 
 def _fused_layer_bwd(kernel, unroll, saved, cotangents):
-    params, xs, state0, lengths, ys, (buf, extras) = saved
+    params, xs, state0, lengths, state_mask, ys, (buf, extras) = saved
     dys, dfinal = cotangents
     S_prev = _shift_in(kernel.state_output(state0), ys)
-    consts = kernel.consts(params)
+    consts = kernel.consts(params, state_mask)
     dcarry, DZ, dextras = _backward(kernel, unroll, consts, kernel.carry(dfinal), buf, extras, dys, S_prev, ys,
                                     lengths)
-    dparams, dxs = kernel.grads(params, xs, S_prev, DZ, dextras, extras)
-    return dparams, dxs, kernel.state(dcarry), None
+    S_in = S_prev if state_mask is None else S_prev * state_mask[None]  # what the recurrent matmul read
+    dparams, dxs = kernel.grads(params, xs, S_in, DZ, dextras, extras)
+    return dparams, dxs, kernel.state(dcarry), None, None  # the masks are constants: no gradient
 
 
 _fused_layer.defvjp(_fused_layer_fwd, _fused_layer_bwd)

@@ -11,8 +11,14 @@ A *kernel* is the fused path's view of a cell. It splits the cell's affine maps 
 - ``step_bwd(consts, dcarry, dy_t, a_t, extra_t, s_prev_t, y_t) -> (dcarry_prev, dz_t, dextra_t)`` takes the
   state's gradient one step back; ``dz_t`` (the gradient of the step's input pre-activation, written over
   ``a_t`` in place) and ``dextra_t`` (a tuple) are stacked for the weight gradients;
-- ``grads(params, X, S_prev, DZ, dextras, extras) -> (dparams, dX)`` computes every parameter and input
-  gradient with a few large GEMMs after the loop.
+- ``grads(params, X, S_in, DZ, dextras, extras) -> (dparams, dX)`` computes every parameter and input
+  gradient with a few large GEMMs after the loop (``S_in``: the states as they enter the recurrent matmul).
+
+``consts(params, state_mask)`` holds what every step reads: the weights and, under variational dropout
+(:func:`jrnn.recurrent_dropout`), the state mask ``m[B, P]``, constant over the sequence. The forward step then
+multiplies the state by it as it enters the recurrent matmul, ``(m ⊙ s_{t-1}) W^T``, and the backward step the
+gradient that leaves that matmul, ``(dz W) ⊙ m``; ``S_in`` is ``m ⊙ S_prev``. The input mask and weight drop never
+reach the kernels: they act on ``X`` and ``W`` before the loop.
 
 Every kernel computes exactly its cell's docstring equations. One identity is used: ``σ(v) = ½ + ½ tanh(v/2)``,
 so the gates of a step go through a single ``tanh`` over a contiguous ``[B, G·H]`` block (XLA's CPU loop
@@ -109,10 +115,16 @@ class Kernel:
         dX = self.mm(D, params.U).reshape(xs.shape)
         return dU, _maybe(params.b_U, _colsum(D)), dX
 
-    def recurrent_grads(self, DZ, S_prev):
-        """``dW = DZ^T S_prev`` and ``1^T DZ``."""
+    def recurrent_grads(self, DZ, S_in):
+        """``dW = DZ^T S_in`` and ``1^T DZ``."""
         D = _flat(DZ)
-        return self.mm(D.T, _flat(S_prev)), _colsum(D)
+        return self.mm(D.T, _flat(S_in)), _colsum(D)
+
+    def mask(self, consts, s):
+        """``m ⊙ s``: the state as it enters the recurrent matmul (``s`` without a state mask). Also the backward
+        step's ``(dz W) ⊙ m``: the mask is diagonal."""
+        m = consts["m"]
+        return s if m is None else s * m
 
     def carry(self, state):
         return state
@@ -142,17 +154,16 @@ class ElmanKernel(Kernel):
             return "relu"  # f' = [s > 0]
         return "generic"  # f' from jax.jvp at the stored pre-activation
 
-    def consts(self, params: ElmanParams):
-        return self.weight(params.W.T), self.weight(params.W), _row(_add(params.b_U, params.b_W))
+    def consts(self, params: ElmanParams, state_mask=None):
+        return dict(W_T=self.weight(params.W.T), W=self.weight(params.W), b=_row(_add(params.b_U, params.b_W)),
+                    m=state_mask)
 
     def step(self, consts, s, xp, save):
-        W_T, _, b = consts
-        z = _plus(xp + self.smm(s, W_T), b)
+        z = _plus(xp + self.smm(self.mask(consts, s), consts["W_T"]), consts["b"])
         s = self.cell.activation(z)
         return s, s, (z if self._kind == "generic" else None), ()
 
     def step_bwd(self, consts, ds, dy, z, extra, s_prev, y):
-        _, W, _ = consts
         ds = ds + dy
         kind = self._kind
         if kind == "tanh":
@@ -161,11 +172,11 @@ class ElmanKernel(Kernel):
             dz = jnp.where(y > 0, ds, jnp.zeros_like(ds))
         else:
             _, dz = jax.jvp(self.cell.activation, (z,), (ds,))
-        return self.smm(dz, W), dz, ()
+        return self.mask(consts, self.smm(dz, consts["W"])), dz, ()
 
-    def grads(self, params: ElmanParams, xs, S_prev, DZ, dextras, extras):
+    def grads(self, params: ElmanParams, xs, S_in, DZ, dextras, extras):
         dU, db_U, dX = self.input_grads(params, xs, DZ)
-        dW, db = self.recurrent_grads(DZ, S_prev)
+        dW, db = self.recurrent_grads(DZ, S_in)
         return ElmanParams(dU, dW, db_U, _maybe(params.b_W, db)), dX
 
 
@@ -190,7 +201,7 @@ class LSTMKernel(Kernel):
 
     pack_carry: bool = False
 
-    def consts(self, params: LSTMParams):
+    def consts(self, params: LSTMParams, state_mask=None):
         H = self.cell.hidden_size
         dtype = params.W.dtype
         scale = _blocks((0.5, 0.5, 1.0, 0.5), H, dtype)
@@ -199,7 +210,7 @@ class LSTMKernel(Kernel):
         R = params.R
         return dict(W_T=self.weight(params.W.T), W=self.weight(params.W), b=None if b is None else b * scale,
                     scale=scale, dscale=dscale, R_T=None if R is None else self.weight(R.T),
-                    R=None if R is None else self.weight(R))
+                    R=None if R is None else self.weight(R), m=state_mask)
 
     def carry(self, state: LSTMState):
         return jnp.concatenate([state.h, state.c], axis=-1) if self.pack_carry else (state.h, state.c)
@@ -222,7 +233,7 @@ class LSTMKernel(Kernel):
     def step(self, consts, carry, xp, save):
         h, c = self._split(carry)
         H = self.cell.hidden_size
-        a = jnp.tanh(_plus((xp + self.smm(h, consts["W_T"])) * consts["scale"], consts["b"]))
+        a = jnp.tanh(_plus((xp + self.smm(self.mask(consts, h), consts["W_T"])) * consts["scale"], consts["b"]))
         i, f, g, o = _lstm_gates(a, H)
         c_new = f * c + i * g
         tc = jnp.tanh(c_new)
@@ -241,11 +252,12 @@ class LSTMKernel(Kernel):
         dc = dc + dm * o * (1.0 - tc * tc)
         # dz = [dc·g, dc·c_prev, dc·i, dm·tanh(c)] ⊙ (activation' of each gate): one full-width pass.
         dz = jnp.concatenate([dc * g, dc * c_prev, dc * i, dm * tc], axis=-1) * (1.0 - a * a) * consts["dscale"]
-        return self._join(self.smm(dz, consts["W"]), dc * f), dz, (() if consts["R"] is None else (dh,))
+        dh_prev = self.mask(consts, self.smm(dz, consts["W"]))
+        return self._join(dh_prev, dc * f), dz, (() if consts["R"] is None else (dh,))
 
-    def grads(self, params: LSTMParams, xs, S_prev, DZ, dextras, extras):
+    def grads(self, params: LSTMParams, xs, S_in, DZ, dextras, extras):
         dU, db_U, dX = self.input_grads(params, xs, DZ)
-        dW, db = self.recurrent_grads(DZ, S_prev)
+        dW, db = self.recurrent_grads(DZ, S_in)
         dR = None if params.R is None else self.mm(_flat(dextras[0]).T, _flat(extras[2]))
         return LSTMParams(dU, dW, db_U, _maybe(params.b_W, db), dR), dX
 
@@ -257,23 +269,24 @@ class LSTMKernel(Kernel):
 @dataclasses.dataclass(frozen=True)
 class GRUKernel(Kernel):
     """Residuals per step: ``[tanh((r, z) pre-activations / 2), n]`` (in place) and ``W_n s + b_Wn`` (reset
-    after) or ``r ⊙ s_{t-1}`` (reset before)."""
+    after) or ``r ⊙ s_{t-1}`` (reset before; ``r ⊙ m ⊙ s_{t-1}`` with a state mask)."""
 
-    def consts(self, params: GRUParams):
+    def consts(self, params: GRUParams, state_mask=None):
         H = self.cell.hidden_size
         W, b_U, b_W = params.W, params.b_U, params.b_W
         if self.cell.reset_after:  # b_Wn sits inside r ⊙ (W_n s + b_Wn): it stays apart
             b_x = _add(b_U, None if b_W is None else jnp.concatenate([b_W[:2 * H], jnp.zeros((H,), b_W.dtype)]))
             return dict(W_T=self.weight(W.T), W=self.weight(W), b_x=_row(b_x),
-                        b_n=None if b_W is None else _row(b_W[2 * H:]))
+                        b_n=None if b_W is None else _row(b_W[2 * H:]), m=state_mask)
         return dict(Wrz_T=self.weight(W[:2 * H].T), Wrz=self.weight(W[:2 * H]), Wn_T=self.weight(W[2 * H:].T),
-                    Wn=self.weight(W[2 * H:]), b_x=_row(_add(b_U, b_W)))
+                    Wn=self.weight(W[2 * H:]), b_x=_row(_add(b_U, b_W)), m=state_mask)
 
     def step(self, consts, s, xp, save):
         H = self.cell.hidden_size
         xp = _plus(xp, consts["b_x"])
+        s_in = self.mask(consts, s)  # the interpolation below reads the unmasked s
         if self.cell.reset_after:
-            hw = self.smm(s, consts["W_T"])
+            hw = self.smm(s_in, consts["W_T"])
             a = jnp.tanh(0.5 * (xp[:, :2 * H] + hw[:, :2 * H]))
             r = 0.5 + 0.5 * a[:, :H]
             z = 0.5 + 0.5 * a[:, H:]
@@ -281,10 +294,10 @@ class GRUKernel(Kernel):
             n = jnp.tanh(xp[:, 2 * H:] + r * hn)
             extra = (hn,)
         else:
-            a = jnp.tanh(0.5 * (xp[:, :2 * H] + self.smm(s, consts["Wrz_T"])))
+            a = jnp.tanh(0.5 * (xp[:, :2 * H] + self.smm(s_in, consts["Wrz_T"])))
             r = 0.5 + 0.5 * a[:, :H]
             z = 0.5 + 0.5 * a[:, H:]
-            rs = r * s
+            rs = r * s_in
             n = jnp.tanh(xp[:, 2 * H:] + self.smm(rs, consts["Wn_T"]))
             extra = (rs,)
         s_new = n + z * (s - n)
@@ -303,23 +316,25 @@ class GRUKernel(Kernel):
             dr = dn * hn * r * (1.0 - r)
             dnr = dn * r
             dhw = jnp.concatenate([dr, dz, dnr], axis=-1)
-            return ds * z + self.smm(dhw, consts["W"]), jnp.concatenate([dr, dz, dn], axis=-1), (dnr,)
+            dprev = ds * z + self.mask(consts, self.smm(dhw, consts["W"]))
+            return dprev, jnp.concatenate([dr, dz, dn], axis=-1), (dnr,)
         drs = self.smm(dn, consts["Wn"])
-        dr = drs * s_prev * r * (1.0 - r)
+        dr = drs * self.mask(consts, s_prev) * r * (1.0 - r)
         drz = jnp.concatenate([dr, dz], axis=-1)
-        return ds * z + drs * r + self.smm(drz, consts["Wrz"]), jnp.concatenate([drz, dn], axis=-1), ()
+        dprev = ds * z + self.mask(consts, drs * r + self.smm(drz, consts["Wrz"]))
+        return dprev, jnp.concatenate([drz, dn], axis=-1), ()
 
-    def grads(self, params: GRUParams, xs, S_prev, DZ, dextras, extras):
+    def grads(self, params: GRUParams, xs, S_in, DZ, dextras, extras):
         H = self.cell.hidden_size
         dU, db_U, dX = self.input_grads(params, xs, DZ)
         # Every consumer reads DZ whole (a column slice as a GEMM operand makes XLA copy the buffer): the n rows
         # of the dW computed from DZ are then replaced by their own GEMM.
-        dW_x, db_x = self.recurrent_grads(DZ, S_prev)
+        dW_x, db_x = self.recurrent_grads(DZ, S_in)
         if self.cell.reset_after:
-            dW_n, db_n = self.recurrent_grads(dextras[0], S_prev)  # from dn ⊙ r
+            dW_n, db_n = self.recurrent_grads(dextras[0], S_in)  # from dn ⊙ r
             db_W = jnp.concatenate([db_x[:2 * H], db_n])
         else:
-            dW_n = self.mm(_flat(DZ).T, _flat(extras[0]))[2 * H:]  # from dn and r ⊙ s_prev
+            dW_n = self.mm(_flat(DZ).T, _flat(extras[0]))[2 * H:]  # from dn and r ⊙ m ⊙ s_prev
             db_W = db_x
         return GRUParams(dU, jnp.concatenate([dW_x[:2 * H], dW_n]), db_U, _maybe(params.b_W, db_W)), dX
 

@@ -16,6 +16,11 @@ def affine(v: jax.Array, M: jax.Array, b: jax.Array | None) -> jax.Array:
     return y if b is None else y + jnp.broadcast_to(b, y.shape)
 
 
+def masked(v: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """``mask ⊙ v`` (a state as it enters the recurrent matmul under :func:`jrnn.recurrent_dropout`), or ``v``."""
+    return v if mask is None else v * mask.astype(v.dtype)
+
+
 def init_gated(key: jax.Array, *, num_gates: int, hidden_size: int, input_size: int, recurrent_size: int,
                U_init, W_init, b_init, bias: bool, dtype: Any):
     """Draws ``(U[G·H, I], W[G·H, R], b_U[G·H], b_W[G·H])`` one gate block at a time (biases None if not ``bias``)."""

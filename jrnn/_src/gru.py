@@ -54,18 +54,22 @@ class GRUCell:
     def initial_state(self, batch_shape=(), dtype=None) -> jax.Array:
         return gates.zeros_state(batch_shape, self.hidden_size, dtype or self.dtype)
 
-    def step(self, params: GRUParams, state: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def step(self, params: GRUParams, state: jax.Array, x: jax.Array, *,
+             state_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """One step; ``state_mask[..., H]`` (:func:`jrnn.recurrent_dropout`) multiplies ``s_{t-1}`` where it enters
+        ``W`` (the interpolation ``z ⊙ s_{t-1}`` reads the unmasked state)."""
         H = self.hidden_size
+        s_in = gates.masked(state, state_mask)
         xr, xz, xn = jnp.split(gates.affine(x, params.U, params.b_U), 3, axis=-1)
         if self.reset_after:
-            hr, hz, hn = jnp.split(gates.affine(state, params.W, params.b_W), 3, axis=-1)
+            hr, hz, hn = jnp.split(gates.affine(s_in, params.W, params.b_W), 3, axis=-1)
             r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
             n = jnp.tanh(xn + r * hn)
         else:
             b_rz, b_n = (None, None) if params.b_W is None else (params.b_W[:2 * H], params.b_W[2 * H:])
-            hr, hz = jnp.split(gates.affine(state, params.W[:2 * H], b_rz), 2, axis=-1)
+            hr, hz = jnp.split(gates.affine(s_in, params.W[:2 * H], b_rz), 2, axis=-1)
             r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-            n = jnp.tanh(xn + gates.affine(r * state, params.W[2 * H:], b_n))
+            n = jnp.tanh(xn + gates.affine(r * s_in, params.W[2 * H:], b_n))
         s = (1.0 - z) * n + z * state
         return s, s
 

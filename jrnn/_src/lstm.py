@@ -72,8 +72,12 @@ class LSTMCell:
         return LSTMState(gates.zeros_state(batch_shape, self.output_size, dtype),
                          gates.zeros_state(batch_shape, self.hidden_size, dtype))
 
-    def step(self, params: LSTMParams, state: LSTMState, x: jax.Array) -> tuple[LSTMState, jax.Array]:
-        z = gates.affine(x, params.U, params.b_U) + gates.affine(state.h, params.W, params.b_W)
+    def step(self, params: LSTMParams, state: LSTMState, x: jax.Array, *,
+             state_mask: jax.Array | None = None) -> tuple[LSTMState, jax.Array]:
+        """One step; ``state_mask[..., P]`` (:func:`jrnn.recurrent_dropout`) multiplies ``h_{t-1}`` in ``W h_{t-1}``
+        (``c_{t-1}`` is never masked)."""
+        h_in = gates.masked(state.h, state_mask)
+        z = gates.affine(x, params.U, params.b_U) + gates.affine(h_in, params.W, params.b_W)
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * state.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
+from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
 from jrnn._src.sequences import batch_like, carry_dtype, reverse_sequences
 from jrnn._src.types import Cell
@@ -25,7 +26,8 @@ from jrnn._src.types import Cell
 
 def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
                       initial_state: Any = None, reverse: bool = False, unroll: int | bool = 1,
-                      segment_length: int | None = None) -> tuple[jax.Array, Any]:
+                      segment_length: int | None = None, dropout: RecurrentDropout | None = None,
+                      key: jax.Array | None = None) -> tuple[jax.Array, Any]:
     """:func:`jrnn.scan` with the same signature, the same results and the same gradients, in ``O(sqrt T)`` memory.
 
     An outer ``lax.scan`` over segments of ``S`` steps whose body is ``jax.checkpoint`` of an inner
@@ -51,6 +53,9 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
       reverse: run each sequence backwards in time (length-aware).
       unroll: passed to the inner ``jax.lax.scan``.
       segment_length: ``S``, steps per checkpointed segment; ``ceil(sqrt(T))`` by default.
+      dropout: :func:`jrnn.recurrent_dropout` rates, as in :func:`jrnn.scan`. Every segment gets the same ``key``,
+        and the masks depend on the key and the shapes only, so the whole sequence has one set of masks.
+      key: a PRNG key draws the dropout masks (training); None draws none.
 
     Returns:
       ``(ys[B, T, output_size], final_state)``, as :func:`jrnn.scan`.
@@ -73,7 +78,7 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
     expected = cell.initial_state((batch,), carry_dtype(xs, params))
     state = batch_like(expected if initial_state is None else checks.state_like(initial_state, expected, where), xs)
     if time == 0:
-        return scan(cell, params, xs, lengths=lengths, initial_state=state, unroll=unroll)
+        return scan(cell, params, xs, lengths=lengths, initial_state=state, unroll=unroll, dropout=dropout, key=key)
 
     if reverse:
         xs = reverse_sequences(xs, lengths)
@@ -90,7 +95,8 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
 
     @jax.checkpoint
     def run_segment(params, state, x, seg_lengths):
-        ys, state = scan(cell, params, x, lengths=seg_lengths, initial_state=state, unroll=unroll)
+        ys, state = scan(cell, params, x, lengths=seg_lengths, initial_state=state, unroll=unroll, dropout=dropout,
+                         key=key)
         return state, ys
 
     def body(state, inputs):

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks
+from jrnn._src import checks, regularisation
 from jrnn._src.fused import fused_layer
 from jrnn._src.fused_cells import kernel_for
+from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.sequences import batch_like, carry_dtype, keep_where, reverse_sequences, valid_mask
 from jrnn._src.types import Cell
 
 
 def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
          initial_state: Any = None, reverse: bool = False, unroll: int | bool = 1, fused: bool = True,
-         matmul_dtype: Any = None) -> tuple[jax.Array, Any]:
+         matmul_dtype: Any = None, dropout: RecurrentDropout | None = None,
+         key: jax.Array | None = None) -> tuple[jax.Array, Any]:
     """Runs ``cell`` over the batch-major sequence ``xs``: ``(c -> x -> (c, y)) -> c -> [B, T, F] -> ([B, T, O], c)``.
 
     Without ``lengths`` and with ``reverse=False`` it is exactly this Python loop::
@@ -35,6 +38,10 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     ``A'_t``), and ``ys`` comes back in the original time order. Lengths above T count as T, below 0 as 0
     (values are not checked: they may be traced). Padded inputs are replaced by zeros before the cell sees them.
     The state is carried in the dtype that ``xs`` and ``params`` promote to (an ``initial_state`` is cast to it).
+
+    With ``dropout=jrnn.recurrent_dropout(...)`` and a ``key``, the masks of variational dropout and weight drop
+    are drawn from the key once per call and reused at every step (see :func:`jrnn.recurrent_dropout`); without a
+    key the scan is exactly the one without ``dropout`` (evaluation).
 
     Two paths compute it, with the same results and gradients to float rounding (tested in float64 and against
     PyTorch):
@@ -60,6 +67,8 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
       matmul_dtype: None computes every matmul in its operands' dtype. ``jnp.bfloat16`` (fused path only) runs the
         matmuls on bfloat16 operands with float32 accumulation, keeping the state, the elementwise math and the
         outputs in the dtype of ``xs``: mixed precision, about 3 significant digits.
+      dropout: None, or a :func:`jrnn.recurrent_dropout` (input, state, output and weight rates).
+      key: a PRNG key draws the dropout masks (training); None draws none (evaluation). Needs ``dropout``.
 
     Returns:
       ``(ys[B, T, output_size], final_state)``.
@@ -83,11 +92,31 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
         raise ValueError(f"{where}: matmul_dtype={matmul_dtype!r} needs the fused path, which runs the built-in "
                          f"cells jrnn.elman, jrnn.lstm and jrnn.gru with fused=True; got fused={fused!r} and a "
                          f"{type(cell).__name__}")
+    dropout = regularisation.check(dropout, key, cell, params, where)
     if time == 0:
         return jnp.zeros((batch, 0, cell.output_size), carry_dtype(xs, params)), state
+    masks = None
+    if dropout is not None:
+        masks = regularisation.draw_masks(
+            dropout, key, batch=batch, input_size=xs.shape[-1], state_size=cell.output_size,
+            output_size=cell.output_size, weight_shape=getattr(getattr(params, "W", None), "shape", ()),
+            dtype=carry_dtype(xs, params))
+        params, xs = regularisation.apply_before(masks, params, xs)
+    state_mask = None if masks is None else masks.state
     if kernel is not None:
-        return fused_layer(kernel, time if unroll is True else max(1, int(unroll)), params, xs, state, lengths,
-                           reverse)
+        ys, final_state = fused_layer(kernel, time if unroll is True else max(1, int(unroll)), params, xs, state,
+                                      lengths, reverse, state_mask)
+    else:
+        ys, final_state = _plain(cell, params, xs, state, lengths, reverse, unroll, state_mask)
+    if masks is not None and masks.output is not None:
+        ys = ys * masks.output[:, None, :].astype(ys.dtype)
+    return ys, final_state
+
+
+def _plain(cell, params, xs, state, lengths, reverse, unroll, state_mask):
+    """:func:`scan`'s plain path: ``jax.lax.scan`` over ``cell.step``."""
+    batch, time = xs.shape[:2]
+    step = cell.step if state_mask is None else functools.partial(cell.step, state_mask=state_mask)
 
     if reverse:
         xs = reverse_sequences(xs, lengths)
@@ -97,7 +126,7 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
 
     def body(state, inputs):
         x, valid = inputs
-        new_state, y = cell.step(params, state, x)
+        new_state, y = step(params, state, x)
         if valid is not None:
             new_state = keep_where(valid, new_state, state)
             y = jnp.where(valid[:, None], y, jnp.zeros_like(y))
@@ -121,6 +150,7 @@ class RNN:
       unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
       fused: the fused path for the built-in cells, as in :func:`jrnn.scan`.
       matmul_dtype: e.g. ``jnp.bfloat16`` for mixed-precision matmuls, as in :func:`jrnn.scan`.
+      dropout: None, or :func:`jrnn.recurrent_dropout` rates, active when ``apply`` gets a ``key``.
     """
 
     cell: Cell
@@ -128,6 +158,7 @@ class RNN:
     unroll: int | bool = 1
     fused: bool = True
     matmul_dtype: Any = None
+    dropout: RecurrentDropout | None = None
 
     @property
     def output_size(self) -> int:
@@ -141,7 +172,7 @@ class RNN:
 
     def apply(self, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None, initial_state: Any = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:
-        """``(ys[B, T, output_size], final_state)``; ``key`` is unused (no randomness)."""
-        del key
+        """``(ys[B, T, output_size], final_state)``; a ``key`` draws the masks of ``dropout`` (ignored without)."""
         return scan(self.cell, params, xs, lengths=lengths, initial_state=initial_state, reverse=self.reverse,
-                    unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype)
+                    unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype, dropout=self.dropout,
+                    key=None if self.dropout is None else key)

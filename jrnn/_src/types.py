@@ -28,6 +28,11 @@ Shape = Sequence[int]
 class Cell(Protocol):
     """One step of a recurrence: ``step(params, state, x) -> (state, y)``.
 
+    Optionally, ``step`` may also take a keyword ``state_mask`` (``[..., output_size]`` or None): variational
+    dropout's mask (:func:`jrnn.recurrent_dropout`), to multiply the part of the state that enters the recurrent
+    matmul, ``W (m ⊙ s_{t-1})``, and nothing else. The built-in cells do; a cell without it still takes input,
+    output and weight dropout.
+
     Attributes:
       hidden_size: size of the recurrent state ``s_t``.
       output_size: size of ``y_t`` (the hidden size, or an LSTM's ``proj_size``).
