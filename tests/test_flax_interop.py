@@ -29,11 +29,11 @@ def randomized(tree, seed=0):
 
 def carry(cell_name, bidirectional, seed=1):
     """A random initial carry in Flax's form: (c, h) for the LSTM cells, h otherwise."""
-    keys = iter(jax.random.split(jax.random.key(seed), 4))
+    rng = np.random.default_rng(seed)
 
     def one():
-        h = jax.random.normal(next(keys), (B, H))
-        return (jax.random.normal(next(keys), (B, H)), h) if "LSTM" in cell_name else h
+        c, h = (jnp.asarray(rng.standard_normal((B, H)), jnp.float32) for _ in range(2))
+        return (c, h) if "LSTM" in cell_name else h
 
     return (one(), one()) if bidirectional else one()
 
@@ -94,7 +94,7 @@ def call_kwargs(cell_name, bidirectional, with_lengths, with_carry):
 
 
 def inputs(options):
-    x = jax.random.normal(jax.random.key(2), (B, T, I))
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((B, T, I)), jnp.float32)
     return jnp.swapaxes(x, 0, 1) if options.get("time_major") else x
 
 
@@ -156,9 +156,8 @@ def test_to_flax_folds_both_biases_into_an_equal_network():
     """jrnn (and PyTorch) GRU parameters with both b_U and b_W written into Linen's GRUCell (input biases on
     r, z, n and hn's bias): Flax then computes what jrnn's cell computes on the original parameters."""
     cell = jrnn.gru(H)
-    keys = jax.random.split(jax.random.key(4), 4)
-    params = jrnn.GRUParams(*(0.5 * jax.random.normal(k, s) for k, s in
-                              zip(keys, [(3 * H, I), (3 * H, H), (3 * H,), (3 * H,)])))
+    params = randomized(jrnn.GRUParams(*(jax.ShapeDtypeStruct(s, jnp.float32)
+                                         for s in [(3 * H, I), (3 * H, H), (3 * H,), (3 * H,)])), seed=4)
     module = linen_module("GRUCell", False)
     x = inputs({})
     expected, _ = jrnn.scan(cell, params, x)

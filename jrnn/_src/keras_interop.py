@@ -65,6 +65,8 @@ class KerasRNN:
     Attributes:
       network: the jrnn layer underneath: :class:`jrnn.RNN` (``reverse=go_backwards``) or
         :class:`jrnn.Bidirectional` with the ``concat`` merge; it runs on the masked steps moved to the front.
+      directions: per Keras RNN layer (forward, then backward), its jrnn cell and its ``go_backwards``,
+        ``zero_output_for_mask`` and ``unroll``, which decide the outputs at masked steps.
       return_sequences: Keras's ``return_sequences``.
       return_state: Keras's ``return_state``.
       merge_mode: ``Bidirectional``'s ``merge_mode`` (``'concat'``, ``'sum'``, ``'mul'``, ``'ave'`` or None).
@@ -94,8 +96,7 @@ class KerasRNN:
         ys, finals = self.network.apply(params, xs, lengths=counts,
                                         initial_state=BidirectionalState(*states0) if bidi else states0[0])
         finals = tuple(finals) if bidi else (finals,)
-        sizes = [d.cell.output_size for d in self.directions]
-        per_direction = jnp.split(ys, [sizes[0]], axis=-1) if bidi else [ys]
+        per_direction = jnp.split(ys, [self.directions[0].cell.output_size], axis=-1) if bidi else [ys]
         outputs = [_keras_outputs(y, mask, counts, common.output_of(s0), d)
                    for y, s0, d in zip(per_direction, states0, self.directions)]
         states = [s for final in finals for s in _keras_states(final)]
