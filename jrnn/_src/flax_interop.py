@@ -106,8 +106,11 @@ class FlaxRNN:
                 raise ValueError(f"jrnn.from_flax: expected seq_lengths of shape ({batch},), got "
                                  f"{seq_lengths.shape}")
         bidi = self.merge is not None
-        carries = (None, None) if initial_carry is None and bidi else initial_carry if bidi else (initial_carry,)
-        cell_params = (params.forward, params.backward) if bidi else (params,)
+        if bidi:
+            carries = (None, None) if initial_carry is None else tuple(initial_carry)
+            cell_params = (params.forward, params.backward)
+        else:
+            carries, cell_params = (initial_carry,), (params,)
         results = [_run(d, p, xs, seq_lengths, _from_carry(c), need_carry=self.return_carry)
                    for d, p, c in zip(self.directions, cell_params, carries)]
         if bidi:
@@ -203,8 +206,7 @@ def from_flax(module: Any, variables: Any = None) -> tuple[FlaxRNN, Any]:
       >>> y.shape, c.shape
       ((2, 7, 5), (2, 5))
     """
-    flax = require("flax", "flax", _FEATURE)
-    api, tree = _api_and_tree(flax, module, variables)
+    api, tree = _api_and_tree(module, variables)
     where = "jrnn.from_flax"
     if _is(module, api, "Bidirectional"):
         rnns = (module.forward_rnn, module.backward_rnn)
@@ -219,15 +221,18 @@ def from_flax(module: Any, variables: Any = None) -> tuple[FlaxRNN, Any]:
     return fn, params
 
 
-def _api_and_tree(flax: Any, module: Any, variables: Any) -> tuple[str, Any]:
-    """``('linen', params tree)`` or ``('nnx', None)``."""
-    nnx = require("flax.nnx", "flax", _FEATURE)
-    if isinstance(module, nnx.Module):
+def _namespace(api: str) -> Any:
+    """``flax.linen`` or ``flax.nnx``."""
+    return require(f"flax.{api}", "flax", _FEATURE)
+
+
+def _api_and_tree(module: Any, variables: Any) -> tuple[str, Any]:
+    """``('linen', params tree or None)`` or ``('nnx', None)``."""
+    if isinstance(module, _namespace("nnx").Module):
         if variables is not None:
             raise ValueError("jrnn.from_flax / to_flax: an NNX module holds its own variables; got variables too")
         return "nnx", None
-    linen = require("flax.linen", "flax", _FEATURE)
-    if not isinstance(module, linen.Module):
+    if not isinstance(module, _namespace("linen").Module):
         raise TypeError(f"jrnn.from_flax / to_flax: expected a Flax RNN or Bidirectional module (Linen or NNX), "
                         f"got {type(module).__name__}")
     if variables is None:
@@ -238,10 +243,7 @@ def _api_and_tree(flax: Any, module: Any, variables: Any) -> tuple[str, Any]:
 
 
 def _is(module: Any, api: str, name: str) -> bool:
-    import flax.linen
-    import flax.nnx
-
-    return isinstance(module, getattr(flax.nnx if api == "nnx" else flax.linen, name))
+    return isinstance(module, getattr(_namespace(api), name))
 
 
 def _sub(tree: Any, name: str, where: str) -> Any:
@@ -253,14 +255,10 @@ def _sub(tree: Any, name: str, where: str) -> Any:
 
 
 def _layout(api: str, rnn: Any, where: str) -> _Layout:
-    import flax.linen
-    import flax.nnx
-
     if not _is(rnn, api, "RNN"):
         raise TypeError(f"{where}: expected a flax.{api}.RNN, got {type(rnn).__name__}")
-    namespace = flax.nnx if api == "nnx" else flax.linen
     for (layout_api, name), layout in _LAYOUTS.items():
-        if layout_api == api and type(rnn.cell) is getattr(namespace, name):
+        if layout_api == api and type(rnn.cell) is getattr(_namespace(api), name):
             return layout
     raise TypeError(f"{where}: expected the RNN's cell to be flax.{api}'s SimpleCell, LSTMCell, OptimizedLSTMCell "
                     f"or GRUCell, got {type(rnn.cell).__name__}")
@@ -348,8 +346,7 @@ def to_flax(params: Any, module: Any) -> Any:
       >>> module.apply(variables, jnp.ones((2, 5, 3))).shape
       (2, 5, 4)
     """
-    flax = require("flax", "flax", _FEATURE)
-    api, _ = _api_and_tree(flax, module, None)
+    api, _ = _api_and_tree(module, None)
     where = "jrnn.to_flax"
     if _is(module, api, "Bidirectional"):
         if not isinstance(params, BidirectionalParams) or params.merge is not None:
