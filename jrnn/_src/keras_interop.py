@@ -219,7 +219,7 @@ def from_keras(layer: Any, *, ignore_dropout: bool = False) -> tuple[KerasRNN, A
       >>> import os; os.environ["KERAS_BACKEND"] = "jax"  # before importing keras
       >>> import keras, jax.numpy as jnp, jrnn
       >>> layer = keras.layers.Bidirectional(keras.layers.GRU(5, return_sequences=True), merge_mode="sum")
-      >>> _ = layer(jnp.ones((2, 7, 3)))  # builds it
+      >>> layer.build((None, None, 3))  # or call it once
       >>> fn, params = jrnn.from_keras(layer)
       >>> fn(params, jnp.ones((2, 7, 3)), lengths=jnp.array([7, 4])).shape
       (2, 7, 5)
@@ -323,13 +323,13 @@ def to_keras(params: Any, layer: Any) -> Any:
 
     Example:
       >>> import os; os.environ["KERAS_BACKEND"] = "jax"  # before importing keras
-      >>> import keras, jax, jax.numpy as jnp, jrnn
+      >>> import keras, jax.numpy as jnp, jrnn
       >>> layer = keras.layers.LSTM(4)
-      >>> _ = layer(jnp.ones((1, 2, 3)))
-      >>> params = jrnn.lstm(4).init(jax.random.key(0), input_size=3)
-      >>> _ = jrnn.to_keras(params, layer)
-      >>> fn, back = jrnn.from_keras(layer)
-      >>> bool(jnp.all(back.U == params.U))
+      >>> layer.build((None, None, 3))
+      >>> fn, params = jrnn.from_keras(layer)
+      >>> params = params._replace(b_U=params.b_U + 1.0)  # as after training in jrnn
+      >>> layer = jrnn.to_keras(params, layer)
+      >>> bool(jnp.all(jrnn.from_keras(layer)[1].b_U == params.b_U))
       True
     """
     keras = require("keras", "keras", _FEATURE)
