@@ -363,7 +363,7 @@ def _write(keras: Any, params: Any, layer: Any, where: str) -> None:
                                    "the bias")
     elif not all(common.is_zero(p) for p in parts):
         raise common.unsupported(where, "use_bias", False, "a layer with use_bias=True for parameters with a bias")
-    cell.kernel.assign(kernel)
-    cell.recurrent_kernel.assign(recurrent)
+    cell.kernel.assign(kernel.astype(cell.kernel.dtype))  # the layer's own dtype, e.g. float32 from float64
+    cell.recurrent_kernel.assign(recurrent.astype(cell.recurrent_kernel.dtype))
     if cell.use_bias:
-        cell.bias.assign(bias.astype(kernel.dtype))
+        cell.bias.assign(bias.astype(cell.bias.dtype))
