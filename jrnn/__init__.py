@@ -2,7 +2,7 @@
 
 The seed's Elman RNN ``s_t = f(U x_t + W s_{t-1})``, ``o_t = g(V s_t)``, the LSTM and the GRU as pure cells;
 ``jrnn.scan`` for the recurrence over time (length-aware, either direction); bidirectional and deep networks as
-compositions of that scan; exact BPTT from ``jax.grad``; PyTorch weights in and out.
+compositions of that scan; exact BPTT from ``jax.grad``; PyTorch, Keras, Flax and Equinox weights in and out.
 """
 
 __version__ = "0.1.0"
@@ -13,7 +13,10 @@ from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, 
 from jrnn._src.deep import Deep, deep
 from jrnn._src.diagnostics import StateJacobians, elman_bound, gradient_report, state_jacobians, step_grad_norms
 from jrnn._src.elman import ElmanCell, ElmanParams, elman
+from jrnn._src.equinox_interop import EquinoxCell, from_equinox, to_equinox
+from jrnn._src.flax_interop import FlaxRNN, from_flax, to_flax
 from jrnn._src.gru import GRUCell, GRUParams, gru
+from jrnn._src.keras_interop import KerasRNN, from_keras, to_keras
 from jrnn._src.losses import last_valid, masked_cross_entropy, masked_mse
 from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
@@ -50,5 +53,6 @@ __all__ = [
     # checkpoints
     "CheckpointError", "TrainState", "checkpoint_steps", "restore_checkpoint", "save_checkpoint",
     # interoperability and multi-device training
-    "TorchRNN", "from_torch", "to_torch", "sharding",
+    "TorchRNN", "from_torch", "to_torch", "KerasRNN", "from_keras", "to_keras",
+    "FlaxRNN", "from_flax", "to_flax", "EquinoxCell", "from_equinox", "to_equinox", "sharding",
 ]

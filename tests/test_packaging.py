@@ -64,6 +64,8 @@ OPTIONAL_FEATURES = {
     "flax": ("flax", "import jrnn.flax"),
     "plot": ("matplotlib", "import jrnn; jrnn.plot_gradient_flow({'recurrences': {}})"),
     "checkpoint": ("orbax", "import jrnn; jrnn.save_checkpoint('/nonexistent', {}, step=0)"),
+    "keras": ("keras", "import jrnn; jrnn.from_keras(None)"),
+    "equinox": ("equinox", "import jrnn; jrnn.from_equinox(None)"),
 }
 
 
