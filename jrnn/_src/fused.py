@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src.fused_cells import Kernel
-from jrnn._src.sequences import keep_where, reverse_sequences, valid_mask
+from jrnn._src.sequences import batch_like, keep_where, reverse_sequences, valid_mask
 
 
 def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: Any, lengths: jax.Array | None,
@@ -44,6 +44,7 @@ def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: 
     mask = valid_mask(lengths, *xs.shape[:2])
     if mask is not None:  # padded inputs never reach the cell (nor, as NaN, the after-loop GEMMs' dU = DZ^T X)
         xs = jnp.where(mask[:, :, None], xs, jnp.zeros_like(xs))
+    params = batch_like(params, xs, axis=None)  # varying as xs is inside shard_map, so the custom VJP's types agree
     ys, final_state = _fused_layer(kernel, unroll, params, jnp.swapaxes(xs, 0, 1), state, lengths, state_mask)
     ys = jnp.swapaxes(ys, 0, 1)
     if reverse:
@@ -85,9 +86,12 @@ def _put(a: jax.Array, v: jax.Array, t) -> jax.Array:
     return jax.lax.dynamic_update_index_in_dim(a, v.astype(a.dtype), t, 0)
 
 
-def _buffers(template: Any, time: int) -> Any:
-    """Zero buffers ``[T, B, k]`` for a pytree of per-step ``[B, k]`` shapes."""
-    return jax.tree_util.tree_map(lambda x: jnp.zeros((time,) + x.shape, x.dtype), template)
+def _buffers(template: Any, like: jax.Array) -> Any:
+    """Zero buffers ``[T, B, k]`` for a pytree of per-step ``[B, k]`` shapes, typed like ``like[T, B, ...]``'s batch
+    (``sequences.batch_like``: varying and sharded as the inputs are)."""
+    time = like.shape[0]
+    zeros = jax.tree_util.tree_map(lambda x: jnp.zeros((time,) + x.shape, x.dtype), template)
+    return batch_like(zeros, like, axis=1)
 
 
 def _forward(kernel, unroll, params, xs, state0, lengths, save, state_mask=None):
@@ -103,7 +107,7 @@ def _forward(kernel, unroll, params, xs, state0, lengths, save, state_mask=None)
     consts = kernel.consts(params, state_mask)
     carry0 = kernel.carry(state0)
     _, y_shape, _, extra_shape = jax.eval_shape(lambda c, x: kernel.step(consts, c, x, save), carry0, _at(xp, 0))
-    extras0 = _buffers(extra_shape, time) if save else ()
+    extras0 = _buffers(extra_shape, xp) if save else ()
 
     def body(t, loop):
         carry, xp, ys, extras = loop
@@ -119,7 +123,7 @@ def _forward(kernel, unroll, params, xs, state0, lengths, save, state_mask=None)
             extras = jax.tree_util.tree_map(lambda buf, v: _put(buf, v, t), extras, extra)
         return new, xp, ys, extras
 
-    loop0 = (carry0, xp, _buffers(y_shape, time), extras0)
+    loop0 = (carry0, xp, _buffers(y_shape, xp), extras0)
     carry, xp, ys, extras = jax.lax.fori_loop(0, time, body, loop0, unroll=min(unroll, time))
     return ys, kernel.state(carry), (xp, extras)
 
@@ -163,7 +167,7 @@ def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, leng
 
     last = time - 1
     _, _, dextra_shape = jax.eval_shape(lambda c: step(last, c, buf), dcarry)
-    loop = (dcarry, buf, ((_at(buf, last), last),) * k, _buffers(dextra_shape, time))
+    loop = (dcarry, buf, ((_at(buf, last), last),) * k, _buffers(dextra_shape, dys))
     rest = time % k
     if rest:
         loop = block(last, rest, loop)

@@ -47,14 +47,41 @@ def _mm(a: jax.Array, b: jax.Array, dtype: Any) -> jax.Array:
     return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=a.dtype)
 
 
+def _einsum(spec: str, a: jax.Array, b: jax.Array, dtype: Any, **options) -> jax.Array:
+    """``jnp.einsum(spec, a, b)``; with ``dtype``, on operands cast to it, accumulated and returned in ``a``'s dtype."""
+    if dtype is None:
+        return jnp.einsum(spec, a, b, **options)
+    return jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=a.dtype, **options)
+
+
+def _gram(a: jax.Array, b: jax.Array, dtype: Any) -> jax.Array:
+    """``Σ_{t,b} a[t, b]ᵀ b[t, b]`` of two ``[T, B, k]`` arrays: one GEMM over all the sequence's steps.
+
+    As ``[T·B, k]`` matrices (a reshape XLA turns into a free bitcast), except under a mesh with ``Explicit`` axes,
+    where the batch axis is sharded and cannot be merged with time: there it is a contraction over both axes with
+    a replicated result (the all-reduce of the per-device sums). The two are the same GEMM; XLA:CPU runs the
+    reshaped one measurably faster (it copies the operands of the other), so it is the default.
+    """
+    if _explicit(a):
+        return _einsum("tbi,tbj->ij", a, b, dtype, out_sharding=jax.sharding.PartitionSpec())
+    return _mm(_flat(a).T, _flat(b), dtype)
+
+
 def _flat(a: jax.Array) -> jax.Array:
     return a.reshape(-1, a.shape[-1])
 
 
+def _explicit(a: jax.Array) -> bool:
+    """Whether ``a`` is traced under a mesh with ``Explicit`` axes, where JAX asks how a sum over a sharded axis is
+    to be sharded."""
+    mesh = getattr(jax.typeof(a).sharding, "mesh", None)
+    return any(t == jax.sharding.AxisType.Explicit for t in getattr(mesh, "axis_types", ()))
+
+
 def _colsum(D: jax.Array) -> jax.Array:
-    """``Σ_rows D`` as a matrix-vector product: XLA then reads ``D`` only through dots (a reduce beside the dots
-    makes it copy the whole buffer once per consumer)."""
-    return jnp.ones((D.shape[0],), D.dtype) @ D
+    """``Σ_{t,b} D[t, b]`` of a ``[T, B, k]`` array as a matrix-vector product: XLA then reads ``D`` only through
+    dots (a reduce beside the dots makes it copy the whole buffer once per consumer)."""
+    return _gram(jnp.ones(D.shape[:2] + (1,), D.dtype), D, None)[0]
 
 
 def _maybe(b: Any, value: Any) -> Any:
@@ -92,8 +119,18 @@ class Kernel:
 
     needs_y = False  # whether step_bwd reads y_t
 
-    def mm(self, a, b):
-        return _mm(a, b, self.matmul_dtype)
+    def seq(self, spec, a, b):
+        """A GEMM over whole sequences that keeps their ``[T, B]`` axes, in the large GEMMs' dtype.
+
+        Written over the ``[T, B, k]`` arrays as they are, not reshaped to ``[T·B, k]``: XLA computes the same
+        single GEMM, and a batch axis that is sharded (``jit`` with a batch-sharded input, an ``Explicit`` mesh)
+        stays an axis of its own, so each device computes only its part of the batch.
+        """
+        return _einsum(spec, a, b, self.matmul_dtype)
+
+    def gram(self, a, b):
+        """``Σ_{t,b} a[t, b]ᵀ b[t, b]``, a weight gradient, in the large GEMMs' dtype (:func:`_gram`)."""
+        return _gram(a, b, self.matmul_dtype)
 
     def smm(self, a, b):
         return _mm(a, b, self.step_dtype)
@@ -105,20 +142,17 @@ class Kernel:
     def project(self, params, xs):
         """``xp[T, B, G·H] = X U^T``: every input projection of the sequence in one GEMM (the bias is added in
         the step's elementwise pass, where it costs nothing)."""
-        xp = self.mm(_flat(xs), params.U.T)
-        return xp.reshape(xs.shape[:2] + (-1,))
+        return self.seq("tbi,gi->tbg", xs, params.U)
 
     def input_grads(self, params, xs, DZ):
         """``dU = DZ^T X``, ``db_U = 1^T DZ``, ``dX = DZ U``."""
-        D = _flat(DZ)
-        dU = self.mm(D.T, _flat(xs))
-        dX = self.mm(D, params.U).reshape(xs.shape)
-        return dU, _maybe(params.b_U, _colsum(D)), dX
+        dU = self.gram(DZ, xs)
+        dX = self.seq("tbg,gi->tbi", DZ, params.U)
+        return dU, _maybe(params.b_U, _colsum(DZ)), dX
 
     def recurrent_grads(self, DZ, S_in):
         """``dW = DZ^T S_in`` and ``1^T DZ``."""
-        D = _flat(DZ)
-        return self.mm(D.T, _flat(S_in)), _colsum(D)
+        return self.gram(DZ, S_in), _colsum(DZ)
 
     def mask(self, consts, s):
         """``m ⊙ s``: the state as it enters the recurrent matmul (``s`` without a state mask). Also the backward
@@ -258,7 +292,7 @@ class LSTMKernel(Kernel):
     def grads(self, params: LSTMParams, xs, S_in, DZ, dextras, extras):
         dU, db_U, dX = self.input_grads(params, xs, DZ)
         dW, db = self.recurrent_grads(DZ, S_in)
-        dR = None if params.R is None else self.mm(_flat(dextras[0]).T, _flat(extras[2]))
+        dR = None if params.R is None else self.gram(dextras[0], extras[2])
         return LSTMParams(dU, dW, db_U, _maybe(params.b_W, db), dR), dX
 
 
@@ -334,7 +368,7 @@ class GRUKernel(Kernel):
             dW_n, db_n = self.recurrent_grads(dextras[0], S_in)  # from dn ⊙ r
             db_W = jnp.concatenate([db_x[:2 * H], db_n])
         else:
-            dW_n = self.mm(_flat(DZ).T, _flat(extras[0]))[2 * H:]  # from dn and r ⊙ m ⊙ s_prev
+            dW_n = self.gram(DZ, extras[0])[2 * H:]  # from dn and r ⊙ m ⊙ s_prev
             db_W = db_x
         return GRUParams(dU, jnp.concatenate([dW_x[:2 * H], dW_n]), db_U, _maybe(params.b_W, db_W)), dX
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jrnn._src import checks
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
-from jrnn._src.sequences import carry_dtype, reverse_sequences
+from jrnn._src.sequences import batch_like, carry_dtype, reverse_sequences
 from jrnn._src.types import Cell
 
 
@@ -76,7 +76,7 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
         segment_length = max(1, math.ceil(math.sqrt(time)))
     segment = min(checks.positive_int("segment_length", segment_length, where), max(time, 1))
     expected = cell.initial_state((batch,), carry_dtype(xs, params))
-    state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
+    state = batch_like(expected if initial_state is None else checks.state_like(initial_state, expected, where), xs)
     if time == 0:
         return scan(cell, params, xs, lengths=lengths, initial_state=state, unroll=unroll, dropout=dropout, key=key)
 

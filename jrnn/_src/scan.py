@@ -13,7 +13,7 @@ from jrnn._src import checks, regularisation
 from jrnn._src.fused import fused_layer
 from jrnn._src.fused_cells import kernel_for
 from jrnn._src.regularisation import RecurrentDropout
-from jrnn._src.sequences import carry_dtype, keep_where, reverse_sequences, valid_mask
+from jrnn._src.sequences import batch_like, carry_dtype, keep_where, reverse_sequences, valid_mask
 from jrnn._src.types import Cell
 
 
@@ -86,6 +86,7 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     lengths = checks.lengths(lengths, batch, where)
     expected = cell.initial_state((batch,), carry_dtype(xs, params))
     state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
+    state = batch_like(state, xs)
     kernel = kernel_for(cell, checks.matmul_dtype(matmul_dtype, where)) if fused else None
     if matmul_dtype is not None and kernel is None:
         raise ValueError(f"{where}: matmul_dtype={matmul_dtype!r} needs the fused path, which runs the built-in "

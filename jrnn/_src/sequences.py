@@ -37,6 +37,29 @@ def carry_dtype(xs: jax.Array, params: Any) -> Any:
     return jnp.result_type(xs.dtype, *(leaf.dtype for leaf in jax.tree_util.tree_leaves(params)))
 
 
+def batch_like(tree: Any, like: jax.Array, axis: int | None = 0) -> Any:
+    """``tree`` unchanged in value, typed like the batch of ``like``: each leaf (batch on ``axis``) plus zeros made
+    from ``like`` (batch on ``axis`` too; ``axis=None``: a scalar zero, for leaves without a batch axis).
+
+    What jrnn creates must have the type of what the recurrence computes from the inputs: inside ``jax.shard_map``
+    a loop carry (the zero initial state, an output buffer) must vary over the same mesh axes as ``xs``, and so must
+    the parameters entering the fused path's custom VJP, whose gradients vary with the data (the sum over devices
+    is then JAX's own transpose of that broadcast); under ``jit`` with a batch-sharded ``xs`` the state should be
+    sharded along the batch as ``xs`` is, or the whole recurrence comes back replicated. ``jnp.zeros_like`` of the
+    inputs carries both, so adding it does the same. XLA removes the addition of zeros: it costs nothing.
+    """
+    if axis is None:
+        zero = jax.lax.full_like(like, 0, shape=())
+        return jax.tree_util.tree_map(lambda leaf: leaf + zero.astype(leaf.dtype), tree)
+    zero = jnp.zeros_like(like[tuple(slice(None) if i == axis else 0 for i in range(like.ndim))])  # [B]
+
+    def add(leaf):
+        shape = tuple(zero.shape[0] if i == axis else 1 for i in range(leaf.ndim))
+        return leaf + zero.reshape(shape).astype(leaf.dtype)
+
+    return jax.tree_util.tree_map(add, tree)
+
+
 def keep_where(mask: jax.Array, new: Any, old: Any) -> Any:
     """``new`` where ``mask[b]``, else ``old``, for every leaf with leading batch axis."""
     def pick(n, o):

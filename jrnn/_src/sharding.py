@@ -10,6 +10,7 @@ See ``docs/concepts/sharding.md`` for the multi-host setup (``jax.distributed.in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -20,6 +21,52 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 BATCH = "batch"
 FSDP_MIN_SIZE = 2 ** 14  # arrays with fewer elements stay replicated under fsdp: splitting them saves nothing
+
+
+ONE_THREAD_PER_DEVICE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def cpu_devices(n: int | None = None, *, one_thread_each: bool = True) -> int:
+    """Splits this host's CPU into ``n`` XLA devices, by default one per core (``os.cpu_count()``), so that the
+    data-parallel tools here (:func:`data_mesh`, :func:`data_parallel`, :func:`batch_parallel`) use every core.
+
+    XLA:CPU runs the steps of a recurrence one after another, each on one core; a batch split over ``n`` devices
+    runs ``n`` recurrences at once. The device count is fixed when JAX starts its backends, so call this right
+    after ``import jax``, before anything computes; if JAX has started already it raises a ``RuntimeError``
+    saying so (set ``jax.config.update("jax_num_cpu_devices", n)`` or this call earlier, e.g. at the top of the
+    script). With ``one_thread_each`` (the default) it also gives each device one thread for its matmuls
+    (``XLA_FLAGS`` gets ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``), so that the
+    devices do not compete for the cores; measured faster for the RNNs here (BENCHMARKS.md).
+
+    Args:
+      n: the number of devices; by default ``os.cpu_count()``.
+      one_thread_each: one intra-op thread per device.
+
+    Returns:
+      ``n``.
+
+    Example:
+      >>> import subprocess, sys
+      >>> code = ("import jax, jrnn; n = jrnn.sharding.cpu_devices(2); print(n, len(jax.devices()))")
+      >>> subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split()
+      ['2', '2']
+    """
+    if n is None:
+        n = os.cpu_count() or 1
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"jrnn.sharding.cpu_devices: expected a positive number of devices, got {n!r}")
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"jrnn.sharding.cpu_devices({n}): JAX has already started its backends (with {jax.device_count()} "
+            "device(s)), and the number of CPU devices is fixed from then on. Call cpu_devices right after "
+            "`import jax`, before any JAX computation.") from error
+    if one_thread_each:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if ONE_THREAD_PER_DEVICE not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} {ONE_THREAD_PER_DEVICE}".strip()
+    return n
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None, axis: str = BATCH) -> Mesh:
@@ -186,3 +233,55 @@ def data_parallel(loss_fn: Callable[[Any, Any], jax.Array], tx: optax.GradientTr
         return jitted(params, opt_state, shard_batch(batch, mesh, axis))
 
     return DataParallel(init, step)
+
+
+def batch_parallel(fn: Callable[..., Any], mesh: Mesh | None = None, *, axis: str = BATCH) -> Callable[..., Any]:
+    """``fn(params, *batch)`` with the batch split over the devices: each device runs ``fn`` on its own slice of
+    every batch argument, with a full copy of ``params`` (``jax.shard_map``), and the outputs are concatenated
+    back along the batch. For inference over every core: ``cpu_devices()`` then ``batch_parallel(fn)``.
+
+    Every leaf of every ``batch`` argument and of the output has the batch as its leading axis (``xs[B, T, F]``,
+    ``lengths[B]``, ``ys[B, T, O]``, final states ``[B, ...]``; None stays None). A batch whose size is not a
+    multiple of the device count is padded with zeros (zero lengths: empty sequences) and the outputs are cut
+    back, so any ``B`` works. The result is jitted. One process: for several, see :func:`data_parallel`.
+
+    Args:
+      fn: ``(params, *batch) -> outputs``, e.g. ``lambda p, xs, lengths: net.apply(p, xs, lengths=lengths)``.
+      mesh: a mesh with an axis named ``axis``; by default :func:`data_mesh` over every device.
+      axis: the mesh axis the batch is split over.
+
+    Returns:
+      ``(params, *batch) -> outputs``, equal to ``fn`` on one device.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> from jrnn import sharding
+      >>> net = jrnn.bidirectional(jrnn.lstm(8))
+      >>> params = net.init(jax.random.key(0), input_size=3)
+      >>> run = sharding.batch_parallel(lambda p, xs, lengths: net.apply(p, xs, lengths=lengths))
+      >>> xs, lengths = jnp.ones((5, 7, 3)), jnp.array([7, 6, 5, 4, 3])
+      >>> ys, state = run(params, xs, lengths)
+      >>> bool(jnp.allclose(ys, net.apply(params, xs, lengths=lengths)[0], atol=1e-6)), ys.shape
+      (True, (5, 7, 16))
+    """
+    mesh = data_mesh(axis=axis) if mesh is None else mesh
+    n = _axis_size(mesh, axis, "jrnn.sharding.batch_parallel")
+
+    def sizes(batch):
+        return {int(np.shape(leaf)[0]) for leaf in jax.tree_util.tree_leaves(batch) if np.ndim(leaf)}
+
+    @jax.jit
+    def call(params, *batch):
+        found = sizes(batch)
+        if len(found) != 1 or any(np.ndim(leaf) == 0 for leaf in jax.tree_util.tree_leaves(batch)):
+            raise ValueError("jrnn.sharding.batch_parallel: expected every batch argument to have the same leading "
+                             f"batch size, got leading sizes {sorted(found)} (or a scalar)")
+        (size,) = found
+        pad = -size % n
+        padded = jax.tree_util.tree_map(
+            lambda leaf: jax.numpy.pad(leaf, ((0, pad),) + ((0, 0),) * (np.ndim(leaf) - 1)), batch)
+        mapped = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(),) + (PartitionSpec(axis),) * len(batch),
+                               out_specs=PartitionSpec(axis))
+        return jax.tree_util.tree_map(lambda leaf: leaf[:size], mapped(params, *padded))
+
+    return call
