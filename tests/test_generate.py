@@ -76,7 +76,7 @@ def _python_loop(prompt, lengths, key, steps, temperature=1.0, top_k=None, top_p
         new_state, logits = step(params, state, token)
         if stop_token is not None:  # the stop token itself is read; nothing after it
             new_state = jax.tree_util.tree_map(
-                lambda n, o: np.where(done.reshape((-1,) + (1,) * (n.ndim - 1)), o, n), new_state, state)
+                lambda n, o, done=done: np.where(done.reshape((-1,) + (1,) * (n.ndim - 1)), o, n), new_state, state)
             done = done | (token == stop_token)
         state = new_state
         tokens.append(token)

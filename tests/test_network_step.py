@@ -43,7 +43,7 @@ def _python_loop(step, params, xs, lengths, s0, output_size, reverse=False):
     s0 = jax.tree_util.tree_map(np.asarray, s0)
     ys, finals = np.zeros(xs.shape[:2] + (output_size,)), []
     for b in range(xs.shape[0]):
-        state = jax.tree_util.tree_map(lambda a: a[b:b + 1], s0)
+        state = jax.tree_util.tree_map(lambda a, b=b: a[b:b + 1], s0)
         order = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
         for t in order:
             state, y = step(params, state, xs[b:b + 1, t])

@@ -3,7 +3,6 @@ as one ``lax.scan`` over the model's ``step``."""
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from typing import Any
