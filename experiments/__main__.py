@@ -17,7 +17,7 @@ import time
 
 from experiments import _common
 
-SHOWCASE: tuple[str, ...] = ("vanishing", "adding", "copy", "clipping", "fill_blank", "digits")
+SHOWCASE: tuple[str, ...] = ("vanishing", "adding", "copy", "clipping", "fill_blank", "digits", "char_lm")
 OTHERS: tuple[str, ...] = ("flax_classifier",)
 
 
@@ -43,6 +43,8 @@ def write_report(results: list[dict], out: pathlib.Path) -> pathlib.Path:
                   f"**Result:** {result.get('summary', '')} ({result['config'].get('seconds', '?')} s)", "",
                   _common.markdown_table(result["rows"]), ""]
         lines += [f"![{plot}]({plot})" for plot in result.get("plots", [])] + [""]
+        if result.get("details"):
+            lines += [result["details"], ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -2,7 +2,8 @@
 
 The seed's Elman RNN ``s_t = f(U x_t + W s_{t-1})``, ``o_t = g(V s_t)``, the LSTM and the GRU as pure cells;
 ``jrnn.scan`` for the recurrence over time (length-aware, either direction); bidirectional and deep networks as
-compositions of that scan; exact BPTT from ``jax.grad``; PyTorch, Keras, Flax and Equinox weights in and out.
+compositions of that scan; exact BPTT from ``jax.grad``; PyTorch, Keras, Flax and Equinox weights in and out;
+language models that generate text in one compiled program.
 """
 
 __version__ = "0.1.0"
@@ -15,8 +16,10 @@ from jrnn._src.diagnostics import StateJacobians, elman_bound, gradient_report, 
 from jrnn._src.elman import ElmanCell, ElmanParams, elman
 from jrnn._src.equinox_interop import EquinoxCell, from_equinox, to_equinox
 from jrnn._src.flax_interop import FlaxRNN, from_flax, to_flax
+from jrnn._src.generate import generate, sample_logits
 from jrnn._src.gru import GRUCell, GRUParams, gru
 from jrnn._src.keras_interop import KerasRNN, from_keras, to_keras
+from jrnn._src.lm import LanguageModel, LanguageModelParams, language_model
 from jrnn._src.losses import last_valid, masked_cross_entropy, masked_mse
 from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
@@ -26,6 +29,7 @@ from jrnn._src.regularisation import RecurrentDropout, recurrent_dropout
 from jrnn._src.remat import checkpointed_scan
 from jrnn._src.scan import RNN, scan
 from jrnn._src.sequences import reverse_sequences, valid_mask
+from jrnn._src.streams import bits_per_token, stream_windows
 from jrnn._src.tbptt import TruncatedBPTT, truncated_bptt
 from jrnn._src.torch_interop import TorchRNN, from_torch, to_torch
 from jrnn._src.train import Batch, SkipNonFiniteState, TrainStep, skip_nonfinite, supervised_loss, train_step
@@ -48,6 +52,9 @@ __all__ = [
     "Batch", "SkipNonFiniteState", "TrainStep", "skip_nonfinite", "supervised_loss", "train_step",
     "last_valid", "masked_cross_entropy", "masked_mse",
     "TruncatedBPTT", "truncated_bptt", "checkpointed_scan",
+    # language models and generation
+    "LanguageModel", "LanguageModelParams", "language_model", "generate", "sample_logits", "stream_windows",
+    "bits_per_token",
     # gradient-flow diagnostics
     "StateJacobians", "elman_bound", "gradient_report", "plot_gradient_flow", "state_jacobians", "step_grad_norms",
     # checkpoints

@@ -18,6 +18,10 @@ TINY = {
     "fill_blank": dict(T=8, hidden=4, train=32, test=16, batch=8, steps=2, lr=1e-2, answers=3, fillers=4,
                        models=("lstm", "bi-lstm")),
     "digits": dict(hidden=4, batch=8, steps=2, lr=1e-2, layers=(1,), models=("bi-lstm",)),
+    "char_lm": dict(models=("tanh-rnn", "lstm"), params=3000, embed=4, batch=2, window=8, chars=48,
+                    lr={"tanh-rnn": 1e-2, "lstm": 1e-2}, max_norm=5.0, evals=2, valid_chars=300, eval_streams=2,
+                    test_streams=2, prompt="def ", sample_chars=5, temperatures=(0.5, 1.0), sample_models=("lstm",),
+                    limit=2000),
 }
 
 # The documented keys of each experiment's rows (README and issue 4).
@@ -28,6 +32,7 @@ ROW_KEYS = {
     "clipping": {"model", "clip", "diverged"},
     "fill_blank": {"model", "accuracy"},
     "digits": {"model", "layers", "accuracy"},
+    "char_lm": {"model", "test_bpc", "params"},
 }
 
 
@@ -103,3 +108,16 @@ def test_runs_are_reproducible_for_a_seed(tiny, tmp_path):
     second = runner.run_one("clipping", "quick", 3, tmp_path / "b")
     strip = lambda rows: [{k: v for k, v in r.items()} for r in rows]  # noqa: E731
     assert strip(first["rows"]) == strip(second["rows"])
+
+
+def test_char_lm_records_the_corpus_the_baselines_and_samples(tiny, tmp_path):
+    result = runner.run_one("char_lm", "quick", 0, tmp_path)
+    config = result["config"]
+    for split in ("train", "valid", "test"):
+        assert config["corpus"][split]["bytes"] == 2000 and len(config["corpus"][split]["sha256"]) == 64
+    assert config["corpus"]["python"].count(".") == 2
+    for name in ("unigram", "zlib -9", "bz2 -9", "lzma -9e"):
+        assert set(config["baselines"][name]) == {"with_train", "alone"}
+    lstm = result["rows"][1]
+    assert set(lstm["samples"]) == {"0.5", "1.0"} and all(s.startswith("def ") for s in lstm["samples"].values())
+    assert "temperature 0.5" in result["details"] and "lzma -9e" in result["details"]

@@ -12,7 +12,7 @@ from jrnn._src import merge as merges
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
 from jrnn._src.sequences import valid_mask
-from jrnn._src.types import Cell
+from jrnn._src.types import CannotStep, Cell
 
 
 class BidirectionalParams(NamedTuple):
@@ -30,6 +30,12 @@ class BidirectionalState(NamedTuple):
     backward: Any
 
 
+BIDIRECTIONAL_CANNOT_STEP = (
+    "a bidirectional layer cannot step one input at a time: its output at step t merges the backward direction's "
+    "state A'_t, which is computed from the inputs after t (back from each sequence's last element), and a step "
+    "has not seen them yet; run it over whole sequences with apply")
+
+
 @dataclasses.dataclass(frozen=True)
 class Bidirectional:
     """Two RNNs running in opposite directions, merged at every step (the seed's section 2)::
@@ -41,6 +47,9 @@ class Bidirectional:
     Outputs at padded steps are 0. The final state is a :class:`BidirectionalState`: the forward state after
     each sequence's last valid step and the backward state after step 0.
     Build it with :func:`jrnn.bidirectional`.
+
+    It cannot step one input at a time: :meth:`step` raises, since ``y_t`` needs ``A'_t``, which is computed from
+    the inputs after ``t``.
     """
 
     forward: Cell
@@ -52,8 +61,20 @@ class Bidirectional:
     dropout: RecurrentDropout | None = None
 
     @property
+    def hidden_size(self) -> int:
+        return self.forward.hidden_size + self.backward.hidden_size
+
+    @property
     def output_size(self) -> int:
         return self.merge.output_size(self.forward.output_size, self.backward.output_size)
+
+    def input_size(self, params: BidirectionalParams) -> int:
+        return self.forward.input_size(params.forward)
+
+    def step(self, params: BidirectionalParams, state: BidirectionalState, x: jax.Array) -> tuple[Any, jax.Array]:
+        """Always raises :class:`ValueError`: a bidirectional layer's output at step t needs the backward state
+        ``A'_t``, computed from the inputs at ``t + 1, ...``, which a step does not have yet."""
+        raise CannotStep(f"jrnn.Bidirectional.step: {BIDIRECTIONAL_CANNOT_STEP}", BIDIRECTIONAL_CANNOT_STEP)
 
     @property
     def _scan_options(self) -> dict:
@@ -100,8 +121,9 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
     its own parameters).
 
     Args:
-      forward: the cell for ``A_t``.
-      backward: the cell for ``A'_t``.
+      forward: the cell for ``A_t``, or a one-directional network (a forward :class:`jrnn.RNN`, a
+        :func:`jrnn.deep` stack of forward layers): every cell is one.
+      backward: the cell (or network) for ``A'_t``, run backwards over each sequence.
       merge: ``'concat'`` (PyTorch's), ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(O, g)`` for the
         seed's ``y_t = g(V A_t + V' A'_t)``, or any callable ``(A[B, T, H], A_rev[B, T, H']) -> y[B, T, O]``.
       unroll: passed to both directions' :func:`jrnn.scan`.

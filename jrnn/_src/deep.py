@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jrnn._src import checks
 from jrnn._src.scan import RNN
-from jrnn._src.types import Cell, SequenceLayer
+from jrnn._src.types import CannotStep, Cell, SequenceLayer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +25,11 @@ class Deep:
     Params and states are tuples with one entry per layer. A key is split per layer, ``k_l =
     jax.random.split(key, L)[l]``, and each ``k_l`` into the key of the dropout before layer l and the key
     layer l's own ``apply`` gets (for its :func:`jrnn.recurrent_dropout`): ``jax.random.split(k_l)``.
+
+    A stack of one-directional layers is a cell: :meth:`step` advances every layer by one step, bottom first,
+    so scanning it over time is :meth:`apply` (without dropout), and the stack goes wherever a cell goes
+    (:func:`jrnn.scan`, :func:`jrnn.bidirectional`, :func:`jrnn.language_model`). A stack with a reverse or
+    bidirectional layer cannot step; it is still a sequence layer.
     """
 
     layers: tuple
@@ -32,8 +37,16 @@ class Deep:
     residual: bool = False
 
     @property
+    def hidden_size(self) -> int:
+        """The width of the whole state ``s_t``: the sum of the layers' hidden sizes."""
+        return sum(layer.hidden_size for layer in self.layers)
+
+    @property
     def output_size(self) -> int:
         return self.layers[-1].output_size
+
+    def input_size(self, params: Sequence[Any]) -> int:
+        return self.layers[0].input_size(params[0])
 
     def init(self, key: jax.Array, input_size: int) -> tuple:
         input_size = checks.positive_int("input_size", input_size, "jrnn.Deep.init")
@@ -80,6 +93,45 @@ class Deep:
             finals.append(final)
         return h, tuple(finals)
 
+    def step(self, params: Sequence[Any], state: Sequence[Any], x: jax.Array) -> tuple[tuple, jax.Array]:
+        """One time step of every layer, bottom first: ``(state, x[..., F]) -> (state, y[..., output_size])``::
+
+            h^0 = x
+            s^l, h^l = layer_l.step(params[l], state[l], h^{l-1})      (+ h^{l-1} with residual, for l >= 2)
+            y = h^L
+
+        Dropout is off (a step has no key: it is the evaluation-time network). Scanning it over a sequence
+        equals :meth:`apply` without a key. Raises ``ValueError`` when a layer cannot step (a reverse or
+        bidirectional layer: its output at step t depends on later inputs).
+
+        Args:
+          params: one entry per layer.
+          state: one state per layer, each with leading batch shape ``[...]``.
+          x: ``[..., F]`` inputs of one time step.
+
+        Returns:
+          ``(new_state, y)``, the new per-layer states (a tuple) and the top layer's output.
+        """
+        n = len(self.layers)
+        for name, tree in (("params", params), ("state", state)):
+            if not isinstance(tree, (tuple, list)) or len(tree) != n:
+                got = type(tree).__name__ + (f" of length {len(tree)}" if isinstance(tree, (tuple, list)) else "")
+                raise ValueError(f"jrnn.Deep.step: expected {name} for {n} layers (a tuple), got {got}")
+        h, new_states = x, []
+        for l, (layer, p, s) in enumerate(zip(self.layers, params, state)):
+            step = getattr(layer, "step", None)
+            if step is None:
+                raise TypeError(f"jrnn.Deep.step: layer {l + 1} ({type(layer).__name__}) has no step method; a "
+                                "stack steps only when every layer does (cells, forward jrnn.RNN, jrnn.Deep)")
+            try:
+                s, out = step(p, s, h)
+            except CannotStep as error:
+                reason = f"layer {l + 1} ({type(layer).__name__}) cannot step: {error.reason}"
+                raise CannotStep(f"jrnn.Deep.step: {reason}", reason) from None
+            h = out + h if self.residual and l > 0 else out
+            new_states.append(s)
+        return tuple(new_states), h
+
 
 def _dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
@@ -87,11 +139,11 @@ def _dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
 
 
 def as_layer(layer: Any) -> SequenceLayer:
-    """A cell becomes a forward :class:`jrnn.RNN`; a sequence layer stays as it is."""
-    if isinstance(layer, Cell):
-        return RNN(layer)
+    """A cell becomes a forward :class:`jrnn.RNN`; a sequence layer (a network cell included) stays as it is."""
     if isinstance(layer, SequenceLayer):
         return layer
+    if isinstance(layer, Cell):
+        return RNN(layer)
     raise TypeError(f"jrnn.deep: expected each layer to be a jrnn cell or sequence layer, got {layer!r}")
 
 

@@ -14,7 +14,7 @@ from jrnn._src.fused import fused_layer
 from jrnn._src.fused_cells import kernel_for
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.sequences import batch_like, carry_dtype, keep_where, reverse_sequences, valid_mask
-from jrnn._src.types import Cell
+from jrnn._src.types import CannotStep, Cell
 
 
 def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
@@ -54,21 +54,32 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
       ``fused=False``. Use it for forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``), which
       a custom VJP does not support.
 
+    A one-directional network is a cell too: a forward :class:`jrnn.RNN`, or a :func:`jrnn.deep` stack of
+    forward layers, whose state is the tuple of its layers' states. With ``fused=True`` it runs through its own
+    ``apply``, layer by layer, each layer on its own path (a reversed scan is the length-aware reversal of
+    ``xs``, the network's ``apply``, and the reversal of ``ys``, which is what scanning its ``step`` backwards
+    computes); with ``fused=False`` it is the ``lax.scan`` over its ``step`` above. A network that cannot step
+    (one with a reverse or bidirectional layer) raises the error its ``step`` raises.
+
     Args:
-      cell: any :class:`jrnn.Cell`.
+      cell: any :class:`jrnn.Cell`, or a one-directional network (:class:`jrnn.RNN`, :class:`jrnn.Deep`).
       params: the cell's parameters.
       xs: ``[B, T, F]`` inputs, F the cell's input size.
       lengths: optional ``[B]`` integer valid lengths.
       initial_state: optional state with batch shape ``[B]``; zeros by default.
       reverse: run each sequence backwards in time.
       unroll: time steps per loop iteration (``True``: all of them); a speed knob only. 1 measured fastest for
-        the fused path on XLA:CPU (BENCHMARKS.md, ablation).
-      fused: take the fused path for the built-in cells; False forces the plain path.
+        the fused path on XLA:CPU (BENCHMARKS.md, ablation). A network's own ``apply`` takes its layers' own.
+      fused: take the fused path for the built-in cells (a network's own ``apply`` for a network); False forces
+        the plain path.
       matmul_dtype: None computes every matmul in its operands' dtype. ``jnp.bfloat16`` (fused path only) runs the
         matmuls on bfloat16 operands with float32 accumulation, keeping the state, the elementwise math and the
-        outputs in the dtype of ``xs``: mixed precision, about 3 significant digits.
-      dropout: None, or a :func:`jrnn.recurrent_dropout` (input, state, output and weight rates).
-      key: a PRNG key draws the dropout masks (training); None draws none (evaluation). Needs ``dropout``.
+        outputs in the dtype of ``xs``: mixed precision, about 3 significant digits. A network takes it from
+        its :class:`jrnn.RNN` layers, not from here.
+      dropout: None, or a :func:`jrnn.recurrent_dropout` (input, state, output and weight rates). A network
+        takes it from its :class:`jrnn.RNN` layers, not from here.
+      key: a PRNG key draws the dropout masks (training); None draws none (evaluation). Needs ``dropout``; a
+        network's fused scan passes it to the network's ``apply`` (its layers' dropout).
 
     Returns:
       ``(ys[B, T, output_size], final_state)``.
@@ -87,6 +98,15 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     expected = cell.initial_state((batch,), carry_dtype(xs, params))
     state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
     state = batch_like(state, xs)
+    if is_network(cell):
+        for name, value in (("matmul_dtype", matmul_dtype), ("dropout", dropout)):
+            if value is not None:
+                raise ValueError(f"{where}: expected {name}=None for a network; set {name} on its jrnn.RNN "
+                                 f"layers instead, got {value!r}")
+        # Tracing one step raises the network's own error when it cannot step (a reverse or bidirectional layer).
+        jax.eval_shape(cell.step, params, state, jax.ShapeDtypeStruct((batch, xs.shape[2]), xs.dtype))
+        if fused:
+            return _network_scan(cell, params, xs, lengths, state, reverse, key)
     kernel = kernel_for(cell, checks.matmul_dtype(matmul_dtype, where)) if fused else None
     if matmul_dtype is not None and kernel is None:
         raise ValueError(f"{where}: matmul_dtype={matmul_dtype!r} needs the fused path, which runs the built-in "
@@ -140,9 +160,35 @@ def _plain(cell, params, xs, state, lengths, reverse, unroll, state_mask):
     return ys, final_state
 
 
+def is_network(cell: Any) -> bool:
+    """Whether ``cell`` is a sequence layer that also keeps the cell contract (``apply`` and ``step``)."""
+    return callable(getattr(cell, "apply", None)) and callable(getattr(cell, "step", None))
+
+
+def _network_scan(network: Any, params: Any, xs: jax.Array, lengths: jax.Array | None, state: Any,
+                  reverse: bool, key: jax.Array | None = None) -> tuple[jax.Array, Any]:
+    """A network's scan through its own ``apply``; reversed, between two length-aware reversals."""
+    if reverse:
+        xs = reverse_sequences(xs, lengths)
+    ys, final_state = network.apply(params, xs, lengths=lengths, initial_state=state, key=key)
+    if reverse:
+        ys = reverse_sequences(ys, lengths)
+    return ys, final_state
+
+
+REVERSE_CANNOT_STEP = (
+    "a reverse RNN cannot step forward one input at a time: its output at step t is computed from the inputs at "
+    "t, t + 1, ..., up to each sequence's last element, which a step has not seen yet; run it over whole "
+    "sequences with apply, or use reverse=False")
+
+
 @dataclasses.dataclass(frozen=True)
 class RNN:
     """A one-directional sequence layer: ``apply`` is :func:`jrnn.scan` of ``cell``.
+
+    A forward RNN keeps the cell contract too: ``step(params, state, x) -> (state, y)`` is its cell's step, so a
+    forward RNN goes wherever a cell goes (:func:`jrnn.scan`, :func:`jrnn.bidirectional`, a language model's
+    token-by-token :meth:`jrnn.LanguageModel.step`). A reverse RNN cannot step (see :meth:`step`).
 
     Attributes:
       cell: the :class:`jrnn.Cell`.
@@ -161,6 +207,10 @@ class RNN:
     dropout: RecurrentDropout | None = None
 
     @property
+    def hidden_size(self) -> int:
+        return self.cell.hidden_size
+
+    @property
     def output_size(self) -> int:
         return self.cell.output_size
 
@@ -169,6 +219,16 @@ class RNN:
 
     def initial_state(self, batch_shape=(), dtype=None) -> Any:
         return self.cell.initial_state(batch_shape, dtype)
+
+    def input_size(self, params: Any) -> int:
+        return self.cell.input_size(params)
+
+    def step(self, params: Any, state: Any, x: jax.Array) -> tuple[Any, jax.Array]:
+        """``(state, x[..., F]) -> (state, y[..., output_size])``, the cell's step; scanning it over time is
+        :meth:`apply`. Raises ``ValueError`` for a reverse RNN, whose output at step t depends on later inputs."""
+        if self.reverse:
+            raise CannotStep(f"jrnn.RNN.step: {REVERSE_CANNOT_STEP}", REVERSE_CANNOT_STEP)
+        return self.cell.step(params, state, x)
 
     def apply(self, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None, initial_state: Any = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:

@@ -46,11 +46,17 @@ class TruncatedBPTT:
     """A sequence layer whose forward pass is ``layer``'s and whose gradient is truncated every ``k`` steps.
 
     Build it with :func:`truncated_bptt`. It is itself a sequence layer: ``init``, ``initial_state`` and
-    ``apply(params, xs, *, lengths, initial_state, key) -> (ys, final_state)``.
+    ``apply(params, xs, *, lengths, initial_state, key) -> (ys, final_state)``; and, like the forward network it
+    wraps, a cell: its ``step`` is the network's (one step has no chunk boundary to truncate at), so a
+    :func:`jrnn.language_model` over it trains with truncated gradients and still generates token by token.
     """
 
     layer: SequenceLayer
     k: int
+
+    @property
+    def hidden_size(self) -> int:
+        return self.layer.hidden_size
 
     @property
     def output_size(self) -> int:
@@ -61,6 +67,13 @@ class TruncatedBPTT:
 
     def initial_state(self, batch_shape=(), dtype=None) -> Any:
         return self.layer.initial_state(batch_shape, dtype)
+
+    def input_size(self, params: Any) -> int:
+        return self.layer.input_size(params)
+
+    def step(self, params: Any, state: Any, x: jax.Array) -> tuple[Any, jax.Array]:
+        """The wrapped network's ``step(params, state, x) -> (state, y)``."""
+        return self.layer.step(params, state, x)
 
     def apply(self, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None, initial_state: Any = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:

@@ -69,3 +69,12 @@ class SequenceLayer(Protocol):
     def apply(self, params: Params, xs: Array, *, lengths: Array | None = None,
               initial_state: State | None = None, key: PRNGKey | None = None) -> tuple[Array, State]:
         """Runs the layer over a batch-major sequence."""
+
+
+class CannotStep(ValueError):
+    """Raised by the ``step`` of a network that cannot advance one input at a time (a reverse or bidirectional
+    layer, whose output at step t depends on later inputs). ``reason`` says why, without the caller's name."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
