@@ -37,6 +37,11 @@ def carry_dtype(xs: jax.Array, params: Any) -> Any:
     return jnp.result_type(xs.dtype, *(leaf.dtype for leaf in jax.tree_util.tree_leaves(params)))
 
 
+def per_step(mask: jax.Array, x: jax.Array) -> jax.Array:
+    """``mask`` ``[B, T]`` (or ``[B]``) with trailing unit axes to broadcast against ``x`` ``[B, T, ...]``."""
+    return mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+
+
 def keep_where(mask: jax.Array, new: Any, old: Any) -> Any:
     """``new`` where ``mask[b]``, else ``old``, for every leaf with leading batch axis."""
     def pick(n, o):
