@@ -41,8 +41,8 @@ CASES = [
     Case("layer_norm_gru", jrnn.layer_norm_gru(4), _ref(refm.layer_norm_gru_step), (I,)),
     Case("indrnn", jrnn.indrnn(4), _ref(refm.indrnn_step), (I,)),
     Case("exprnn", jrnn.exprnn(4), _ref(refm.exprnn_step), (I,)),
-    Case("min_gru", jrnn.min_gru(4), _ref(refm.min_gru_step), (I,)),
-    Case("min_lstm", jrnn.min_lstm(4), _ref(refm.min_lstm_step), (I,)),
+    Case("min_gru", jrnn.min_gru(4, parallel=True), _ref(refm.min_gru_step), (I,)),  # the parallel path
+    Case("min_lstm", jrnn.min_lstm(4), _ref(refm.min_lstm_step), (I,)),  # the loop on a CPU
     Case("mgu_reset_before", jrnn.mgu(4, reset_after=False), _ref(refm.mgu_step, reset_after=False), (I,)),
     Case("conv_lstm_peephole", CONV, _ref(refm.conv_lstm_step), (3, 4, I)),
 ]

@@ -159,7 +159,7 @@ def min_gru(hidden_size: int, *, parallel: bool | None = None, bias: bool = True
     Linear in ``s_{t-1}``: :func:`jrnn.scan` can run it in parallel over time with ``jax.lax.associative_scan``
     in log space (``log a = -softplus(k_z)``, ``log b = -softplus(-k_z) + log g(k_h)``), every result equal to
     the sequential ``step``'s to float rounding. The paper reports 175× over the sequential loop at T = 512 on a
-    GPU; on a CPU the loop is the faster of the two (measured 9× for the forward and backward pass at T = 1000,
+    GPU; on a CPU the loop is the faster of the two (measured 8× for the forward and backward pass at T = 1000,
     docs/concepts/modern-cells.md), so ``parallel=None`` takes the parallel path on a GPU or TPU only. There is no
     ``W``: a single layer cannot mix its units over time, so the paper stacks layers (:func:`jrnn.deep`).
 

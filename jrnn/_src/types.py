@@ -26,8 +26,9 @@ and :func:`prepare` below supply, and every consumer of cells (:func:`jrnn.scan`
   recurrence is linear and diagonal in the state, ``s_t = a_t ⊙ s_{t-1} + b_t`` with ``a_t > 0`` and
   ``b_t > 0`` functions of ``x_t`` alone, and ``y_t = s_t``. :func:`jrnn.scan` can then evaluate the whole
   sequence in parallel over time (``jax.lax.associative_scan``) instead of step by step, which it does when the
-  cell's ``parallel`` attribute says so (``jrnn/_src/parallel.py``); ``step`` is still the definition
-  (:func:`jrnn.min_gru`, :func:`jrnn.min_lstm`).
+  cell's ``parallel`` attribute is True, or None on a GPU or TPU backend (always for a cell without the
+  attribute; ``jrnn/_src/parallel.py``); ``step`` is still the definition (:func:`jrnn.min_gru`,
+  :func:`jrnn.min_lstm`).
 """
 
 from __future__ import annotations
