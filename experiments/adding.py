@@ -12,7 +12,8 @@ which learns the task more slowly, 100 units and more steps at a smaller learnin
 setup. ``ln-lstm`` is the layer-normalised LSTM (Ba et al. 2016). The long profile is T = 1000, where Li et al.
 report that the LSTM fails and the IndRNN does not: their setup for the IndRNN (2 × 128 units, batch 32, Adam
 2e-4, 5,000 steps), against the LSTM (1,500 steps) and the layer-normalised LSTM (800 steps), 128 units, Adam
-1e-3: about an hour on one core (0.25, 0.75 and 1.5 s per step).
+1e-3: about an hour on one core (0.20, 0.44 and 0.89 s per step alone on a quiet core, about 1.45 times that
+beside another run).
 """
 
 from __future__ import annotations

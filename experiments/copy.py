@@ -10,7 +10,7 @@ budget of about 1.5 hours on one CPU core. The orthogonal RNN ``exprnn`` (Lezcan
 ``W = expm(A - Aᵀ)``, modReLU) trains with its paper's two learning rates, ten times smaller for ``A``. The long
 profile is expRNN's own setup at T = 1000 (190 units, batch 128, RMSprop 2e-4 and 2e-5 for ``A``) for 1,600 of
 the paper's 4,000 steps, against the LSTM (128 units, batch 128, RMSprop 1e-3) for 400: about an hour on one
-core (1.5 s and 3.1 s per step).
+core (0.93 s and 1.84 s per step alone on a quiet core, about 1.45 times that beside another run).
 """
 
 from __future__ import annotations
