@@ -1,4 +1,4 @@
-"""``python -m experiments [NAME] [--quick] [--seed N] [--out DIR] [--fresh]``.
+"""``python -m experiments [NAME] [--quick | --profile P] [--seed N] [--out DIR] [--fresh]``.
 
 With no NAME: the showcase, the quick profile of every experiment in SHOWCASE, with a summary table in the
 terminal, ``OUT/report.md`` (tables and plots) and one ``OUT/NAME.json`` per experiment. An interrupted run
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", choices=SHOWCASE + OTHERS, help="one experiment (default: the showcase)")
     parser.add_argument("--quick", action="store_true", help="the quick profile (the showcase always uses it)")
+    parser.add_argument("--profile", help="another named profile of one experiment, e.g. 'long' for adding and "
+                                          "copy (default: full)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results"))
     parser.add_argument("--fresh", action="store_true", help="ignore rows saved by an interrupted run")
@@ -63,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(args.out / ".partial", ignore_errors=True)
 
     names = SHOWCASE if args.name is None else (args.name,)
-    profile = "quick" if args.quick or args.name is None else "full"
+    profile = "quick" if args.quick or args.name is None else (args.profile or "full")
+    if args.profile and (args.name is None or args.quick):
+        parser.error("--profile needs one experiment NAME and no --quick")
+    if args.name is not None:
+        known = importlib.import_module(f"experiments.{args.name}").PROFILES
+        if profile not in known:
+            parser.error(f"{args.name} has the profiles {', '.join(known)}, not {profile!r}")
     results = []
     for name in names:
         print(f"== {name} ({profile} profile)", flush=True)

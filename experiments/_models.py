@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 import jrnn
 
@@ -38,14 +39,19 @@ class Model:
         return self.head.apply(params.head, ys), final
 
 
-def cell(kind: str, hidden: int) -> jrnn.Cell:
+def cell(kind: str, hidden: int, *, T: int = 100, layer: int = 0, layers: int = 1) -> jrnn.Cell:
     """The cells by the names the experiments report.
 
     - ``tanh-rnn``: Elman, tanh, PyTorch's default init U(±1/√H) — what a user gets from ``nn.RNN``;
     - ``orthogonal-rnn``: Elman, tanh, orthogonal ``W`` (jrnn's default; Saxe et al. 2014);
     - ``relu-rnn``: Elman, ReLU, PyTorch's default init;
     - ``irnn``: Elman, ReLU, ``W = I``, ``U ~ N(0, 0.001²)``, zero bias (Le, Jaitly & Hinton 2015);
-    - ``lstm``: forget-gate bias 1 (Gers et al. 2000; Le et al. 2015 use it too); ``gru``.
+    - ``lstm``: forget-gate bias 1 (Gers et al. 2000; Le et al. 2015 use it too); ``gru``;
+    - ``ln-lstm``, ``ln-gru``: layer-normalised (Ba et al. 2016), forget-gate bias 1 for the LSTM;
+    - ``indrnn``: ReLU IndRNN with Li et al. 2018's adding-problem init for sequences of length ``T``:
+      ``U ~ N(0, 0.001²)``, ``w ~ U(0, 2^(1/T))``, the last of ``layers`` layers ``w ~ U(2^(-1/T), 2^(1/T))``;
+    - ``exprnn``: expRNN, Henaff init, modReLU (Lezcano-Casado & Martínez-Rubio 2019);
+    - ``min-gru``, ``min-lstm`` (Feng et al. 2024), ``mgu`` (Zhou et al. 2016, Flax's form).
     """
     torch_init = jrnn.init.pytorch_uniform(hidden)
     if kind == "tanh-rnn":
@@ -60,16 +66,44 @@ def cell(kind: str, hidden: int) -> jrnn.Cell:
         return jrnn.lstm(hidden, forget_bias=1.0)
     if kind == "gru":
         return jrnn.gru(hidden)
+    if kind == "ln-lstm":
+        return jrnn.layer_norm_lstm(hidden, forget_bias=1.0)
+    if kind == "ln-gru":
+        return jrnn.layer_norm_gru(hidden)
+    if kind == "indrnn":
+        bound = INDRNN_MAGNITUDE ** (1.0 / T)
+        low = 1.0 / bound if layer == layers - 1 and layers > 1 else 0.0
+        return jrnn.indrnn(hidden, U_init=jrnn.init.normal(0.001), w_init=jrnn.init.uniform_range(low, bound))
+    if kind == "exprnn":
+        return jrnn.exprnn(hidden)
+    if kind == "min-gru":
+        return jrnn.min_gru(hidden)
+    if kind == "min-lstm":
+        return jrnn.min_lstm(hidden)
+    if kind == "mgu":
+        return jrnn.mgu(hidden)
     raise ValueError(f"unknown model kind {kind!r}")
 
 
-def model(name: str, hidden: int, outputs: int, *, layers: int = 1, vocab: int = 0) -> Model:
+INDRNN_MAGNITUDE = 2.0  # γ of Li et al.'s |w| <= γ^(1/T) (their adding-problem code: MAG = 2)
+
+
+def model(name: str, hidden: int, outputs: int, *, layers: int = 1, vocab: int = 0, T: int = 100) -> Model:
     """``name`` is a cell kind, with a ``bi-`` prefix for two directions (concatenated)."""
     bidirectional = name.startswith("bi-")
     kind = name[3:] if bidirectional else name
-    stack = [jrnn.bidirectional(cell(kind, hidden)) if bidirectional else cell(kind, hidden)
-             for _ in range(layers)]
+    stack = []
+    for layer in range(layers):
+        c = cell(kind, hidden, T=T, layer=layer, layers=layers)
+        stack.append(jrnn.bidirectional(c) if bidirectional else c)
     return Model(name, jrnn.deep(stack), jrnn.readout(outputs), vocab)
+
+
+def optimizer(name: str, base: optax.GradientTransformation, *, T: int) -> optax.GradientTransformation:
+    """``base`` for every model but the IndRNN, which gets Li et al.'s projection ``|w| <= 2^(1/T)`` after it."""
+    if name.removeprefix("bi-") == "indrnn":
+        return optax.chain(base, jrnn.indrnn_constraint(T, INDRNN_MAGNITUDE))
+    return base
 
 
 def param_count(params: Any) -> int:

@@ -7,7 +7,10 @@ the rate ``−ln(γ σ_max(W))`` per step (γ = 1 for tanh and ReLU), the *bound
 makes it decay faster still. ``decay_rate`` is the fitted slope of ``−ln ‖∂L/∂s_t‖`` against T − t (median over
 the batch): positive decays, negative explodes. The LSTM's additive memory path and the GRU's interpolation
 have no such simple bound; their rates are measured only. The norms are computed in float64, whose range
-(about 1e±308) holds what T = 400 produces.
+(about 1e±308) holds what T = 400 produces. The later cells: the IndRNN's gradient through an active unit is
+``w^{T−t}`` with ``|w| <= 2^{1/T}`` (it cannot fall below 1/2 over the sequence through its own recurrence), the
+expRNN's orthogonal ``W`` passes it on unchanged wherever modReLU is active, the layer-normalised LSTM and GRU
+rescale it at every step, and minGRU, minLSTM and MGU interpolate like the GRU.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import numpy as np
 import jrnn
 from experiments import _common, _models
 
+LATER = ("indrnn", "exprnn", "ln-lstm", "ln-gru", "min-gru", "min-lstm", "mgu")  # docs/concepts/modern-cells.md
+LATER_QUICK = ("indrnn", "exprnn", "ln-lstm", "min-gru", "mgu")  # their siblings ln-gru and min-lstm decay alike
 PROFILES = {
     "quick": dict(T=100, hidden=64, batch=16, features=4, rhos=(0.5, 0.9, 1.5, 3.0),
-                  models=("orthogonal-rnn", "relu-rnn", "irnn", "lstm", "gru")),
+                  models=("orthogonal-rnn", "relu-rnn", "irnn", "lstm", "gru", *LATER_QUICK)),
     "full": dict(T=400, hidden=128, batch=64, features=4, rhos=(0.5, 0.8, 0.9, 0.95, 1.1, 1.5, 3.0),
-                 models=("orthogonal-rnn", "relu-rnn", "irnn", "lstm", "gru")),
+                 models=("orthogonal-rnn", "relu-rnn", "irnn", "lstm", "gru", *LATER)),
 }
 
 
@@ -34,7 +39,7 @@ def cells(config: dict) -> dict:
     H = config["hidden"]
     out = {f"tanh-rnn rho={rho}": jrnn.elman(H, jnp.tanh, W_init=jrnn.init.orthogonal(rho)) for rho in config["rhos"]}
     for kind in config["models"]:
-        out[kind] = _models.cell(kind, H)
+        out[kind] = _models.cell(kind, H, T=config["T"])
     return out
 
 

@@ -11,18 +11,31 @@ __version__ = "0.1.0"
 from jrnn import init, sharding
 from jrnn._src.bidirectional import Bidirectional, BidirectionalParams, BidirectionalState, bidirectional
 from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
+from jrnn._src.conv_lstm import ConvLSTMCell, ConvLSTMParams, conv_lstm
 from jrnn._src.deep import Deep, deep
 from jrnn._src.diagnostics import StateJacobians, elman_bound, gradient_report, state_jacobians, step_grad_norms
 from jrnn._src.elman import ElmanCell, ElmanParams, elman
 from jrnn._src.equinox_interop import EquinoxCell, from_equinox, to_equinox
+from jrnn._src.exprnn import ExpRNNCell, ExpRNNParams, ExpRNNPrepared, exprnn, exprnn_optimizer, modrelu
 from jrnn._src.flax_interop import FlaxRNN, from_flax, to_flax
 from jrnn._src.generate import generate, sample_logits
 from jrnn._src.gru import GRUCell, GRUParams, gru
+from jrnn._src.indrnn import IndRNNCell, IndRNNParams, indrnn, indrnn_constraint
 from jrnn._src.keras_interop import KerasRNN, from_keras, to_keras
+from jrnn._src.layer_norm import (
+    LayerNormGRUCell,
+    LayerNormGRUParams,
+    LayerNormLSTMCell,
+    LayerNormLSTMParams,
+    layer_norm_gru,
+    layer_norm_lstm,
+)
 from jrnn._src.lm import LanguageModel, LanguageModelParams, language_model
 from jrnn._src.losses import last_valid, masked_cross_entropy, masked_mse
 from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
+from jrnn._src.mgu import MGUCell, MGUParams, mgu
+from jrnn._src.minimal import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams, min_gru, min_lstm
 from jrnn._src.plotting import plot_gradient_flow
 from jrnn._src.readout import Readout, ReadoutParams, readout
 from jrnn._src.regularisation import RecurrentDropout, recurrent_dropout
@@ -41,6 +54,12 @@ __all__ = [
     # cells and their parameters and states
     "ElmanCell", "ElmanParams", "GRUCell", "GRUParams", "LSTMCell", "LSTMParams", "LSTMState", "elman", "gru",
     "lstm", "init",
+    # the cells after LSTM and GRU (docs/concepts/modern-cells.md)
+    "LayerNormLSTMCell", "LayerNormLSTMParams", "layer_norm_lstm", "LayerNormGRUCell", "LayerNormGRUParams",
+    "layer_norm_gru", "IndRNNCell", "IndRNNParams", "indrnn", "indrnn_constraint", "ExpRNNCell", "ExpRNNParams",
+    "ExpRNNPrepared", "exprnn", "exprnn_optimizer", "modrelu", "MinGRUCell", "MinGRUParams", "min_gru",
+    "MinLSTMCell", "MinLSTMParams", "min_lstm", "ConvLSTMCell", "ConvLSTMParams", "conv_lstm", "MGUCell",
+    "MGUParams", "mgu",
     # the recurrence over time and the layers built on it
     "RNN", "scan", "reverse_sequences", "valid_mask",
     "Bidirectional", "BidirectionalParams", "BidirectionalState", "bidirectional",

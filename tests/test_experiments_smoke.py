@@ -9,10 +9,11 @@ from experiments import __main__ as runner
 from experiments import _common
 
 TINY = {
-    "vanishing": dict(T=6, hidden=4, batch=2, features=2, rhos=(0.5, 3.0), models=("lstm",)),
+    "vanishing": dict(T=6, hidden=4, batch=2, features=2, rhos=(0.5, 3.0), models=("lstm", "indrnn")),
     "adding": dict(Ts=(6,), hidden=4, batch=4, steps=2, lr=1e-2, max_norm=1.0, test=8, optimizer="adam",
-                   models=("tanh-rnn", "irnn"), overrides={"irnn": dict(steps=3)}),
-    "copy": dict(Ts=(3,), hidden=4, batch=4, steps=2, lr=1e-3, test=8, models=("lstm",)),
+                   models=("tanh-rnn", "irnn", "indrnn"), overrides={"irnn": dict(steps=3), "indrnn": dict(layers=2)}),
+    "copy": dict(Ts=(3,), hidden=4, batch=4, steps=2, lr=1e-3, test=8, models=("lstm", "exprnn"),
+                 overrides={"exprnn": dict(lr_A=1e-4)}),
     "clipping": dict(T=5, hidden=4, rho=3.0, activation="tanh", seeds=2, batch=4, steps=2, lr=0.05, max_norm=5.0,
                      divergence_factor=2.0),
     "fill_blank": dict(T=8, hidden=4, train=32, test=16, batch=8, steps=2, lr=1e-2, answers=3, fillers=4,
@@ -91,8 +92,8 @@ def test_interrupted_experiment_resumes_without_recomputing_finished_rows(tiny, 
     calls.clear()
     monkeypatch.setattr(_common, "fit", lambda *a, **k: (calls.append(k["desc"]), real_fit(*a, **k))[1])
     result = runner.run_one("adding", "quick", 0, tmp_path)
-    assert calls == ["adding irnn T=6"], "only the unfinished model is trained again"
-    assert [r["model"] for r in result["rows"]] == ["tanh-rnn", "irnn"]
+    assert calls == ["adding irnn T=6", "adding indrnn T=6"], "only the unfinished models are trained again"
+    assert [r["model"] for r in result["rows"]] == ["tanh-rnn", "irnn", "indrnn"]
     assert result["rows"][0] == saved["rows"]["tanh-rnn-T6"]
 
 
@@ -121,3 +122,24 @@ def test_char_lm_records_the_corpus_the_baselines_and_samples(tiny, tmp_path):
     lstm = result["rows"][1]
     assert set(lstm["samples"]) == {"0.5", "1.0"} and all(s.startswith("def ") for s in lstm["samples"].values())
     assert "temperature 0.5" in result["details"] and "lzma -9e" in result["details"]
+
+
+def test_a_named_profile_runs_by_name_and_an_unknown_one_is_refused(tiny, tmp_path, monkeypatch):
+    adding = importlib.import_module("experiments.adding")
+    monkeypatch.setitem(adding.PROFILES, "long", dict(TINY["adding"], models=("indrnn",)))
+    assert runner.main(["adding", "--profile", "long", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "adding.json").read_text())
+    assert result["config"]["profile"] == "long" and [r["model"] for r in result["rows"]] == ["indrnn"]
+    with pytest.raises(SystemExit):
+        runner.main(["adding", "--profile", "nope", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("name", ["vanishing", "adding", "copy"])
+def test_every_profile_names_models_that_exist(name):
+    """The full and long profiles are too long to run here: at least every model they name must build."""
+    from experiments import _models
+
+    for profile in importlib.import_module(f"experiments.{name}").PROFILES.values():
+        for model in profile["models"]:
+            assert _models.cell(model.removeprefix("bi-"), 4) is not None
+        assert set(profile.get("overrides", {})) <= set(profile["models"])

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 from jrnn._src import merge as merges
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
-from jrnn._src.sequences import valid_mask
-from jrnn._src.types import CannotStep, Cell
+from jrnn._src.sequences import per_step, valid_mask
+from jrnn._src.types import CannotStep, Cell, prepare
 
 
 class BidirectionalParams(NamedTuple):
@@ -89,6 +89,11 @@ class Bidirectional:
         return BidirectionalState(self.forward.initial_state(batch_shape, dtype),
                                   self.backward.initial_state(batch_shape, dtype))
 
+    def prepare(self, params: BidirectionalParams) -> BidirectionalParams:
+        """Each direction's per-sequence work (``cell.prepare``)."""
+        return params._replace(forward=prepare(self.forward, params.forward),
+                               backward=prepare(self.backward, params.backward))
+
     def apply(self, params: BidirectionalParams, xs: jax.Array, *, lengths: jax.Array | None = None,
               initial_state: BidirectionalState | None = None,
               key: jax.Array | None = None) -> tuple[jax.Array, BidirectionalState]:
@@ -110,7 +115,7 @@ class Bidirectional:
         ys = self.merge.apply(params.merge, a, a_rev)
         mask = valid_mask(lengths, *xs.shape[:2])
         if mask is not None:
-            ys = jnp.where(mask[:, :, None], ys, jnp.zeros_like(ys))
+            ys = jnp.where(per_step(mask, ys), ys, jnp.zeros_like(ys))
         return ys, BidirectionalState(final_fw, final_bw)
 
 

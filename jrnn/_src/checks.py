@@ -22,15 +22,26 @@ def positive_int(name: str, value: Any, where: str) -> int:
     return as_int
 
 
-def sequence(xs: Any, input_size: int, where: str) -> tuple[int, int]:
-    """Checks a batch-major ``[B, T, input_size]`` array; returns ``(B, T)``."""
+def sequence(xs: Any, input_shape: int | tuple[int, ...], where: str) -> tuple[int, int]:
+    """Checks a batch-major ``[B, T, *input_shape]`` array (``[B, T, input_size]`` for an int); returns ``(B, T)``."""
+    feature = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
     shape = jnp.shape(xs)
-    if len(shape) != 3:
-        raise ValueError(f"{where}: expected xs of shape [batch, time, {input_size}], got shape {shape}")
-    if shape[2] != input_size:
-        raise ValueError(
-            f"{where}: expected xs with {input_size} input features (shape [batch, time, {input_size}]), "
-            f"got shape {shape}")
+    spelled = ", ".join(str(d) for d in feature)
+    if len(shape) != 2 + len(feature):
+        raise ValueError(f"{where}: expected xs of shape [batch, time, {spelled}], got shape {shape}")
+    if tuple(shape[2:]) != feature:
+        if len(feature) == 1:
+            raise ValueError(f"{where}: expected xs with {feature[0]} input features (shape [batch, time, "
+                             f"{spelled}]), got shape {shape}")
+        raise ValueError(f"{where}: expected xs of shape [batch, time, {spelled}], got shape {shape}")
+    return shape[0], shape[1]
+
+
+def batch_major(xs: Any, where: str) -> tuple[int, int]:
+    """Checks an array with at least the two leading axes ``[B, T, ...]`` and a feature axis; returns ``(B, T)``."""
+    shape = jnp.shape(xs)
+    if len(shape) < 3:
+        raise ValueError(f"{where}: expected xs of shape [batch, time, features], got shape {shape}")
     return shape[0], shape[1]
 
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jrnn._src import checks
 from jrnn._src.scan import RNN
-from jrnn._src.types import CannotStep, Cell, SequenceLayer
+from jrnn._src.types import CannotStep, Cell, SequenceLayer, prepare
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +59,10 @@ class Deep:
 
     def initial_state(self, batch_shape=(), dtype=None) -> tuple:
         return tuple(layer.initial_state(batch_shape, dtype) for layer in self.layers)
+
+    def prepare(self, params: Sequence[Any]) -> tuple:
+        """Every layer's per-sequence work (``cell.prepare``)."""
+        return tuple(prepare(layer, p) for layer, p in zip(self.layers, params))
 
     def apply(self, params: Sequence[Any], xs: jax.Array, *, lengths: jax.Array | None = None,
               initial_state: Sequence[Any] | None = None, key: jax.Array | None = None) -> tuple[jax.Array, tuple]:

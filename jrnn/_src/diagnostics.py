@@ -33,13 +33,12 @@ from jrnn._src.deep import Deep
 from jrnn._src.elman import ElmanCell
 from jrnn._src.losses import last_valid
 from jrnn._src.sequences import carry_dtype, reverse_sequences, valid_mask
+from jrnn._src.types import prepare
 
 
 def _check_inputs(xs, lengths, where):
-    shape = jnp.shape(xs)
-    if len(shape) != 3:
-        raise ValueError(f"{where}: expected xs of shape [batch, time, features], got shape {shape}")
-    return shape[0], shape[1], checks.lengths(lengths, shape[0], where)
+    batch, time = checks.batch_major(xs, where)
+    return batch, time, checks.lengths(lengths, batch, where)
 
 
 def step_grad_norms(network: Any, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
@@ -126,7 +125,8 @@ class StateJacobians(NamedTuple):
 
 
 def _recurrence_jacobians(rec: P.Recurrence, lengths) -> StateJacobians:
-    cell, params, xs = rec.cell, rec.params, rec.inputs
+    cell, xs = rec.cell, rec.inputs
+    params = prepare(cell, rec.params)  # the per-sequence work once, outside both loops
     batch, time = xs.shape[:2]
     proc_xs = reverse_sequences(xs, lengths) if rec.reverse else xs
     s0 = cell.initial_state((batch,), carry_dtype(xs, params)) if rec.initial_state is None else rec.initial_state

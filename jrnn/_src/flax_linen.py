@@ -46,7 +46,7 @@ class _Base(nn.Module):
         """
         where = f"jrnn.flax.linen.{type(self).__name__}"
         layer = flax_common.sequence_layer(self._layer(), where)
-        if len(jnp.shape(xs)) != 3:
+        if len(jnp.shape(xs)) < 3:
             raise ValueError(f"{where}: expected xs of shape [batch, time, features], got shape {jnp.shape(xs)}")
         input_size = xs.shape[-1]
         if self.has_variable("params", "rnn"):  # loaded ones: check them before Flax does

@@ -22,14 +22,15 @@ from jrnn._src.elman import ElmanCell
 from jrnn._src.gru import GRUCell
 from jrnn._src.lstm import LSTMState
 from jrnn._src.scan import RNN
-from jrnn._src.types import Cell
+from jrnn._src.types import Cell, input_shape, prepare
 
 
 def output_of_state(cell: Cell, state: Any, y: jax.Array) -> jax.Array:
     """``y_t`` as a function of ``s_t`` for jrnn's cells (Elman, GRU: ``y = s``; LSTM: ``y = h``), else ``y``.
 
-    For a cell not listed, the probe cannot reach ``y_t`` and ``dL/ds_t`` counts only the path through later
-    states.
+    :class:`ProbedCell` also takes ``y_t = s_t`` for any cell whose ``step`` returns its new state itself as the
+    output (``return s, s``). For another cell, the probe cannot reach ``y_t`` and ``dL/ds_t`` counts only the
+    path through later states.
     """
     if isinstance(state, LSTMState):
         return state.h
@@ -75,11 +76,18 @@ class ProbedCell:
     def step(self, params: ProbedParams, state: ProbedState, x: jax.Array) -> tuple[ProbedState, jax.Array]:
         new, y = self.cell.step(params.inner, state.inner, x)
         rows = jnp.arange(state.t.shape[0])
-        new = jax.tree_util.tree_map(lambda s, p: s + p[state.t, rows], new, params.probes)
-        return ProbedState(new, state.t + 1), output_of_state(self.cell, new, y)
+        probed = jax.tree_util.tree_map(lambda s, p: s + p[state.t, rows], new, params.probes)
+        y = probed if y is new else output_of_state(self.cell, probed, y)  # a cell whose output is its state
+        return ProbedState(probed, state.t + 1), y
 
     def input_size(self, params: ProbedParams) -> int:
         return self.cell.input_size(params.inner)
+
+    def input_shape(self, params: ProbedParams) -> tuple[int, ...]:
+        return input_shape(self.cell, params.inner)
+
+    def prepare(self, params: ProbedParams) -> ProbedParams:
+        return ProbedParams(prepare(self.cell, params.inner), params.probes)
 
 
 def _unsupported(network: Any) -> TypeError:

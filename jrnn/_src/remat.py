@@ -21,7 +21,7 @@ from jrnn._src import checks
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
 from jrnn._src.sequences import batch_like, carry_dtype, reverse_sequences
-from jrnn._src.types import Cell
+from jrnn._src.types import Cell, input_shape, prepare
 
 
 def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
@@ -47,7 +47,7 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
     Args:
       cell: any :class:`jrnn.Cell`.
       params: the cell's parameters.
-      xs: ``[B, T, F]`` inputs.
+      xs: ``[B, T, F]`` inputs (``[B, T, *cell.input_shape(params)]``, as :func:`jrnn.scan`).
       lengths: optional ``[B]`` integer valid lengths.
       initial_state: optional state with batch shape ``[B]``; zeros by default.
       reverse: run each sequence backwards in time (length-aware).
@@ -70,13 +70,14 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
       True
     """
     where = f"jrnn.checkpointed_scan({type(cell).__name__})"
-    batch, time = checks.sequence(xs, cell.input_size(params), where)
+    batch, time = checks.sequence(xs, input_shape(cell, params), where)
     lengths = checks.lengths(lengths, batch, where)
     if segment_length is None:
         segment_length = max(1, math.ceil(math.sqrt(time)))
     segment = min(checks.positive_int("segment_length", segment_length, where), max(time, 1))
     expected = cell.initial_state((batch,), carry_dtype(xs, params))
     state = batch_like(expected if initial_state is None else checks.state_like(initial_state, expected, where), xs)
+    params = prepare(cell, params)  # once for the whole sequence; the segments' scans find it done
     if time == 0:
         return scan(cell, params, xs, lengths=lengths, initial_state=state, unroll=unroll, dropout=dropout, key=key)
 
@@ -84,8 +85,8 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
         xs = reverse_sequences(xs, lengths)
     num_segments = -(-time // segment)
     pad = num_segments * segment - time
-    xs = jnp.pad(xs, ((0, 0), (0, pad), (0, 0)))
-    segments = jnp.swapaxes(xs.reshape(batch, num_segments, segment, xs.shape[-1]), 0, 1)  # [N, B, S, F]
+    xs = jnp.pad(xs, ((0, 0), (0, pad)) + ((0, 0),) * (xs.ndim - 2))
+    segments = jnp.swapaxes(xs.reshape(batch, num_segments, segment, *xs.shape[2:]), 0, 1)  # [N, B, S, F]
     if lengths is None and pad == 0:
         segment_lengths = None
     else:
@@ -104,7 +105,7 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
         return run_segment(params, state, x, seg_lengths)
 
     final_state, ys = jax.lax.scan(body, state, (segments, segment_lengths))
-    ys = jnp.swapaxes(ys, 0, 1).reshape(batch, num_segments * segment, ys.shape[-1])[:, :time]
+    ys = jnp.swapaxes(ys, 0, 1).reshape(batch, num_segments * segment, *ys.shape[3:])[:, :time]
     if reverse:
         ys = reverse_sequences(ys, lengths)
     return ys, final_state

@@ -9,12 +9,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, regularisation
+from jrnn._src import checks, parallel, regularisation
 from jrnn._src.fused import fused_layer
 from jrnn._src.fused_cells import kernel_for
 from jrnn._src.regularisation import RecurrentDropout
-from jrnn._src.sequences import batch_like, carry_dtype, keep_where, reverse_sequences, valid_mask
-from jrnn._src.types import CannotStep, Cell
+from jrnn._src.sequences import batch_like, carry_dtype, keep_where, per_step, reverse_sequences, valid_mask
+from jrnn._src.types import CannotStep, Cell, input_shape, prepare
 
 
 def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
@@ -26,6 +26,7 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     Without ``lengths`` and with ``reverse=False`` it is exactly this Python loop::
 
         state = initial_state or cell.initial_state((B,))
+        params = cell.prepare(params)            # only for a cell that has prepare (jrnn.exprnn)
         ys = []
         for t in range(T):
             state, y = cell.step(params, state, xs[:, t])
@@ -43,13 +44,17 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     are drawn from the key once per call and reused at every step (see :func:`jrnn.recurrent_dropout`); without a
     key the scan is exactly the one without ``dropout`` (evaluation).
 
-    Two paths compute it, with the same results and gradients to float rounding (tested in float64 and against
+    Three paths compute it, with the same results and gradients to float rounding (tested in float64 and against
     PyTorch):
 
     - the fused path (``fused=True``, the default) for the built-in cells, :func:`jrnn.elman`, :func:`jrnn.lstm`
       and :func:`jrnn.gru` (exact types): every input projection in one GEMM before the loop, one matmul per step,
       and a custom VJP whose backward loop carries only the state gradient, with the weight, bias and input
       gradients as single GEMMs after the loop, as cuDNN does (``jrnn/_src/fused.py``; speed in BENCHMARKS.md);
+    - the parallel path (``fused=True``) for a cell whose recurrence is linear and diagonal in the state and
+      declares it with ``log_coefficients`` (:func:`jrnn.min_gru`, :func:`jrnn.min_lstm`): every step at once
+      with ``jax.lax.associative_scan`` in log space, ``O(log T)`` deep instead of ``T`` (``jrnn/_src/parallel.py``).
+      The cell's ``parallel`` option chooses it: by default on a GPU or TPU, not on a CPU, where the loop is faster;
     - the plain path: ``jax.lax.scan`` over ``cell.step``, differentiated by JAX, for every other cell and with
       ``fused=False``. Use it for forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``), which
       a custom VJP does not support.
@@ -64,14 +69,15 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     Args:
       cell: any :class:`jrnn.Cell`, or a one-directional network (:class:`jrnn.RNN`, :class:`jrnn.Deep`).
       params: the cell's parameters.
-      xs: ``[B, T, F]`` inputs, F the cell's input size.
+      xs: ``[B, T, F]`` inputs, F the cell's input size (``[B, T, *cell.input_shape(params)]`` for a cell with a
+        larger per-step input, such as :func:`jrnn.conv_lstm`'s ``[B, T, H, W, C]``).
       lengths: optional ``[B]`` integer valid lengths.
       initial_state: optional state with batch shape ``[B]``; zeros by default.
       reverse: run each sequence backwards in time.
       unroll: time steps per loop iteration (``True``: all of them); a speed knob only. 1 measured fastest for
         the fused path on XLA:CPU (BENCHMARKS.md, ablation). A network's own ``apply`` takes its layers' own.
-      fused: take the fused path for the built-in cells (a network's own ``apply`` for a network); False forces
-        the plain path.
+      fused: take the fused path for the built-in cells, the parallel path for the cells that have one, and a
+        network's own ``apply`` for a network; False forces the plain path, one ``step`` after another.
       matmul_dtype: None computes every matmul in its operands' dtype. ``jnp.bfloat16`` (fused path only) runs the
         matmuls on bfloat16 operands with float32 accumulation, keeping the state, the elementwise math and the
         outputs in the dtype of ``xs``: mixed precision, about 3 significant digits. A network takes it from
@@ -93,7 +99,7 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
       ((2, 5, 8), (2, 8))
     """
     where = f"jrnn.scan({type(cell).__name__})"
-    batch, time = checks.sequence(xs, cell.input_size(params), where)
+    batch, time = checks.sequence(xs, input_shape(cell, params), where)
     lengths = checks.lengths(lengths, batch, where)
     expected = cell.initial_state((batch,), carry_dtype(xs, params))
     state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
@@ -104,7 +110,7 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
                 raise ValueError(f"{where}: expected {name}=None for a network; set {name} on its jrnn.RNN "
                                  f"layers instead, got {value!r}")
         # Tracing one step raises the network's own error when it cannot step (a reverse or bidirectional layer).
-        jax.eval_shape(cell.step, params, state, jax.ShapeDtypeStruct((batch, xs.shape[2]), xs.dtype))
+        jax.eval_shape(cell.step, params, state, jax.ShapeDtypeStruct((batch,) + xs.shape[2:], xs.dtype))
         if fused:
             return _network_scan(cell, params, xs, lengths, state, reverse, key)
     kernel = kernel_for(cell, checks.matmul_dtype(matmul_dtype, where)) if fused else None
@@ -113,21 +119,27 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
                          f"cells jrnn.elman, jrnn.lstm and jrnn.gru with fused=True; got fused={fused!r} and a "
                          f"{type(cell).__name__}")
     dropout = regularisation.check(dropout, key, cell, params, where)
-    if time == 0:
-        return jnp.zeros((batch, 0, cell.output_size), carry_dtype(xs, params)), state
     masks = None
-    if dropout is not None:
+    if dropout is not None and time > 0:
         masks = regularisation.draw_masks(
             dropout, key, batch=batch, input_size=xs.shape[-1], state_size=cell.output_size,
             output_size=cell.output_size, weight_shape=getattr(getattr(params, "W", None), "shape", ()),
             dtype=carry_dtype(xs, params))
         params, xs = regularisation.apply_before(masks, params, xs)
     state_mask = None if masks is None else masks.state
-    if kernel is not None:
+    if kernel is not None and time > 0:
         ys, final_state = fused_layer(kernel, time if unroll is True else max(1, int(unroll)), params, xs, state,
                                       lengths, reverse, state_mask)
     else:
-        ys, final_state = _plain(cell, params, xs, state, lengths, reverse, unroll, state_mask)
+        params = prepare(cell, params)  # once per sequence, outside the time loop
+        if time == 0:
+            x = jax.ShapeDtypeStruct((batch,) + xs.shape[2:], xs.dtype)
+            y = jax.eval_shape(lambda p, s, x: cell.step(p, s, x)[1], params, state, x)
+            return jnp.zeros((batch, 0) + y.shape[1:], carry_dtype(xs, params)), state
+        if fused and state_mask is None and parallel.wanted(cell):
+            ys, final_state = parallel.parallel_scan(cell, params, xs, state, lengths, reverse)
+        else:
+            ys, final_state = _plain(cell, params, xs, state, lengths, reverse, unroll, state_mask)
     if masks is not None and masks.output is not None:
         ys = ys * masks.output[:, None, :].astype(ys.dtype)
     return ys, final_state
@@ -142,14 +154,14 @@ def _plain(cell, params, xs, state, lengths, reverse, unroll, state_mask):
         xs = reverse_sequences(xs, lengths)
     mask = valid_mask(lengths, batch, time)
     if mask is not None:  # padded inputs never reach the cell, so not even a NaN there touches a gradient
-        xs = jnp.where(mask[:, :, None], xs, jnp.zeros_like(xs))
+        xs = jnp.where(per_step(mask, xs), xs, jnp.zeros_like(xs))
 
     def body(state, inputs):
         x, valid = inputs
         new_state, y = step(params, state, x)
         if valid is not None:
             new_state = keep_where(valid, new_state, state)
-            y = jnp.where(valid[:, None], y, jnp.zeros_like(y))
+            y = jnp.where(per_step(valid, y), y, jnp.zeros_like(y))
         return new_state, y
 
     time_major = (jnp.swapaxes(xs, 0, 1), None if mask is None else mask.T)
@@ -229,6 +241,10 @@ class RNN:
         if self.reverse:
             raise CannotStep(f"jrnn.RNN.step: {REVERSE_CANNOT_STEP}", REVERSE_CANNOT_STEP)
         return self.cell.step(params, state, x)
+
+    def prepare(self, params: Any) -> Any:
+        """The cell's per-sequence work (``cell.prepare``), or ``params`` unchanged."""
+        return prepare(self.cell, params)
 
     def apply(self, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None, initial_state: Any = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:

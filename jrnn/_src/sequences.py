@@ -60,6 +60,11 @@ def batch_like(tree: Any, like: jax.Array, axis: int | None = 0) -> Any:
     return jax.tree_util.tree_map(add, tree)
 
 
+def per_step(mask: jax.Array, x: jax.Array) -> jax.Array:
+    """``mask`` ``[B, T]`` (or ``[B]``) with trailing unit axes to broadcast against ``x`` ``[B, T, ...]``."""
+    return mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+
+
 def keep_where(mask: jax.Array, new: Any, old: Any) -> Any:
     """``new`` where ``mask[b]``, else ``old``, for every leaf with leading batch axis."""
     def pick(n, o):

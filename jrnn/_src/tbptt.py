@@ -25,7 +25,7 @@ from jrnn._src import checks
 from jrnn._src.bidirectional import Bidirectional
 from jrnn._src.deep import Deep, as_layer
 from jrnn._src.scan import RNN
-from jrnn._src.types import SequenceLayer
+from jrnn._src.types import SequenceLayer, prepare
 
 
 def _is_causal(layer: Any) -> bool:
@@ -75,6 +75,10 @@ class TruncatedBPTT:
         """The wrapped network's ``step(params, state, x) -> (state, y)``."""
         return self.layer.step(params, state, x)
 
+    def prepare(self, params: Any) -> Any:
+        """The layer's per-sequence work (e.g. :func:`jrnn.exprnn`'s matrix exponential), done once."""
+        return prepare(self.layer, params)
+
     def apply(self, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None, initial_state: Any = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:
         """Equivalent to this loop over chunks ``c = 0, 1, ...`` of ``k`` steps (the last one may be shorter)::
@@ -103,19 +107,17 @@ class TruncatedBPTT:
           ``(ys[B, T, output_size], final_state)``.
         """
         where = "jrnn.truncated_bptt"
-        shape = jnp.shape(xs)
-        if len(shape) != 3:
-            raise ValueError(f"{where}: expected xs of shape [batch, time, features], got shape {shape}")
-        batch, time = shape[0], shape[1]
+        batch, time = checks.batch_major(xs, where)
         lengths = checks.lengths(lengths, batch, where)
+        params = prepare(self.layer, params)  # once per sequence, not once per chunk
         k = min(self.k, time)
         num_chunks = -(-time // k)
         if num_chunks == 1:
             return self.layer.apply(params, xs, lengths=lengths, initial_state=initial_state, key=key)
 
         pad = num_chunks * k - time
-        xs = jnp.pad(xs, ((0, 0), (0, pad), (0, 0)))
-        chunks = jnp.swapaxes(xs.reshape(batch, num_chunks, k, shape[2]), 0, 1)  # [C, B, k, F]
+        xs = jnp.pad(xs, ((0, 0), (0, pad)) + ((0, 0),) * (xs.ndim - 2))
+        chunks = jnp.swapaxes(xs.reshape(batch, num_chunks, k, *xs.shape[2:]), 0, 1)  # [C, B, k, F]
         if lengths is None and pad == 0:
             chunk_lengths = None
         else:
@@ -138,7 +140,7 @@ class TruncatedBPTT:
         rest = (chunks[1:], None if chunk_lengths is None else chunk_lengths[1:], jnp.arange(1, num_chunks))
         final_state, ys_rest = jax.lax.scan(body, state, rest)
         ys = jnp.concatenate([ys0[None], ys_rest], axis=0)  # [C, B, k, O]
-        ys = jnp.swapaxes(ys, 0, 1).reshape(batch, num_chunks * k, ys.shape[-1])[:, :time]
+        ys = jnp.swapaxes(ys, 0, 1).reshape(batch, num_chunks * k, *ys.shape[3:])[:, :time]
         return ys, final_state
 
 
