@@ -30,6 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 JAX_IMPLS = ("jrnn", "jrnn_plain", "flax", "equinox", "jrnn_bf16")
 TORCH_IMPLS = ("torch",)
 TORCH1_IMPLS = ("torch_1t",)
+ALL_CORES_IMPLS = {"jaxall": ("jrnn_all",), "jaxall_mt": ("jrnn_all_mt",)}  # worker -> impls
 MODES = ("fwd", "fwdbwd")
 ABLATION_SHAPES = ((32, 200, 128), (1, 1000, 128))  # the ablation variants run on these shapes (and --quick's first)
 
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", default=None, help="comma-separated subset of elman,lstm,gru")
     parser.add_argument("--shapes", default=None, help="comma-separated BxTxH, e.g. 32x200x128 (I = H)")
     parser.add_argument("--impls", default=None,
-                        help="comma-separated subset of " + ",".join(JAX_IMPLS + TORCH_IMPLS + TORCH1_IMPLS))
+                        help="comma-separated subset of " + ",".join(JAX_IMPLS + TORCH_IMPLS + TORCH1_IMPLS
+                                                                     + sum(ALL_CORES_IMPLS.values(), ())))
     parser.add_argument("--reps", type=int, default=None, help="rounds per configuration (default 15, quick 5)")
     parser.add_argument("--pause-ms", type=float, default=2.0, help="sleep before each timed call")
     parser.add_argument("--no-ablation", action="store_true", help="skip the one-technique-at-a-time variants")
@@ -147,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     cells = tuple(args.cells.split(",")) if args.cells else (("lstm", "gru") if args.quick else grid.CELLS)
     shapes = parse_shapes(args.shapes) if args.shapes else (grid.QUICK_SHAPES if args.quick else grid.SHAPES)
     reps = args.reps or (5 if args.quick else 15)
-    wanted = set(args.impls.split(",")) if args.impls else set(JAX_IMPLS + TORCH_IMPLS + TORCH1_IMPLS)
+    every = JAX_IMPLS + TORCH_IMPLS + TORCH1_IMPLS + sum(ALL_CORES_IMPLS.values(), ())
+    wanted = set(args.impls.split(",")) if args.impls else set(every)
     impls = {"jax": [i for i in JAX_IMPLS if i in wanted], "torch": [i for i in TORCH_IMPLS if i in wanted],
-             "torch1": [i for i in TORCH1_IMPLS if i in wanted]}
+             "torch1": [i for i in TORCH1_IMPLS if i in wanted],
+             **{fw: [i for i in these if i in wanted] for fw, these in ALL_CORES_IMPLS.items()}}
     impls = {fw: v for fw, v in impls.items() if v}
     command = "python -m benchmarks" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(
         sys.argv[1:] if argv is None else argv))
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                              impls=impls, ablation_shapes=sorted(ablation_shapes) if with_ablation else []),
                results=results, targets=report.targets(results),
                targets_1t=[t for t in report.targets(results, "torch_1t") if t["peer"] == "torch_1t"],
-               ablation=report.ablation(results))
+               targets_all=report.all_cores_targets(results), ablation=report.ablation(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=1) + "\n")
     args.md.write_text(report.markdown(doc))

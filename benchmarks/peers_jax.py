@@ -72,6 +72,8 @@ def build(impl: str, cfg: Config, seed: int = 0):
             fn, p = (lambda p, xs: fn_torch(p, xs)[0]), params
         elif impl == "jrnn_plain":
             fn = lambda p, xs: jrnn.scan(cell, p, xs, fused=False)[0]  # noqa: E731
+        elif impl in ("jrnn_all", "jrnn_all_mt"):  # every core: the batch split over the worker's CPU devices
+            fn, p = jrnn.sharding.batch_parallel(lambda p, xs: fn_torch(p, xs)[0]), params
         elif impl == "jrnn_bf16":
             fn = lambda p, xs: jrnn.scan(cell, p, xs, matmul_dtype=jnp.bfloat16)[0]  # noqa: E731
         else:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pathlib
 
 REFERENCE = "jrnn"
-PEERS = ("torch", "torch_1t", "flax", "equinox", "jrnn_plain", "jrnn_bf16")
+PEERS = ("torch", "torch_1t", "flax", "equinox", "jrnn_plain", "jrnn_bf16", "jrnn_all", "jrnn_all_mt")
+ALL_CORES = "jrnn_all"  # the all-cores configuration the targets use: jrnn.sharding.cpu_devices()'s default
 LABELS = {"jrnn": "jrnn", "jrnn_plain": "jrnn plain", "jrnn_bf16": "jrnn bf16",
-          "torch": "PyTorch", "torch_1t": "PyTorch 1 thread", "flax": "Flax nn.RNN", "equinox": "Equinox+scan"}
+          "torch": "PyTorch", "torch_1t": "PyTorch 1 thread", "flax": "Flax nn.RNN", "equinox": "Equinox+scan",
+          "jrnn_all": "jrnn all cores", "jrnn_all_mt": "jrnn all cores (XLA threads)"}
 MODES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}
 ANALYSIS = pathlib.Path(__file__).resolve().parent / "analysis.md"
 
@@ -45,6 +47,43 @@ def targets(results: list, torch_impl: str = "torch") -> list:
             rows.append(dict(config=res["name"], peer=peer, mode=mode, required=need, ratio=got, met=got >= need,
                              shortfall=None if got >= need else need / got))
     return rows
+
+
+def all_cores_targets(results: list) -> list:
+    """The all-cores targets, per configuration: with every core (``jrnn_all``), LSTM and GRU forward+backward
+    >= 1.3x PyTorch and forward >= 1.0x PyTorch at B >= 16; at B = 1, jrnn on one device keeps its lead (>= 1x)."""
+    rows = []
+    for res in results:
+        impls, cfg = res["impls"], res["config"]
+        if cfg["cell"] not in ("lstm", "gru") or "torch" not in impls:
+            continue
+        who = ALL_CORES if cfg["B"] >= 16 else REFERENCE if cfg["B"] == 1 else None
+        if who is None or who not in impls:
+            continue
+        for mode, need in (("fwdbwd", 1.3 if cfg["B"] >= 16 else 1.0), ("fwd", 1.0)):
+            got = impls["torch"][mode]["median_ms"] / impls[who][mode]["median_ms"]
+            rows.append(dict(config=res["name"], jrnn=who, peer="torch", mode=mode, required=need, ratio=got,
+                             met=got >= need, shortfall=None if got >= need else need / got))
+    return rows
+
+
+def _all_cores_table(doc: dict) -> str:
+    variants = [i for i in (REFERENCE, ALL_CORES, "jrnn_all_mt", "torch")
+                if any(i in res["impls"] for res in doc["results"])]
+    lines = ["| config | " + " | ".join(f"{LABELS[i]} fwd | f+b" for i in variants)
+             + " | all cores vs PyTorch fwd | f+b | all cores vs 1 device fwd | f+b |",
+             "|---|" + "---|---|" * (len(variants) + 2)]
+    for res in doc["results"]:
+        impls = res["impls"]
+        if ALL_CORES not in impls:
+            continue
+        cells = [res["name"]] + [x for i in variants for x in (_ms(impls.get(i), "fwd"), _ms(impls.get(i), "fwdbwd"))]
+        for base in ("torch", REFERENCE):
+            for m in MODES:
+                cells.append(f"{impls[base][m]['median_ms'] / impls[ALL_CORES][m]['median_ms']:.2f}x"
+                             if base in impls else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 ABLATION_ROWS = (
@@ -258,6 +297,23 @@ def markdown(doc: dict) -> str:
          if doc.get("targets_1t") else "Not run."),
         "",
         _targets_table(doc["targets_1t"]) if doc.get("targets_1t") else "",
+        "",
+        "## Every core: the batch split over one device per core",
+        "",
+        "`jrnn all cores` is the `jrnn.from_torch` network under `jrnn.sharding.batch_parallel`, in a worker that "
+        "called `jrnn.sharding.cpu_devices()` first: one XLA CPU device per core, each running its share of the "
+        "batch (`jax.shard_map`; the parameter gradients are summed over the devices), with one intra-op thread "
+        "per device (`cpu_devices`' default); `(XLA threads)` keeps XLA's thread pool on every device instead. "
+        "PyTorch is the same as above (its default threads).",
+        "",
+        _all_cores_table(doc) if any(ALL_CORES in res["impls"] for res in doc["results"]) else "Not run.",
+        "",
+        "Targets with every core (B >= 16: fwd+bwd >= 1.3x and fwd >= 1.0x PyTorch; B = 1: one device >= 1x):",
+        "",
+        (f"{sum(t['met'] for t in doc['targets_all'])} of {len(doc['targets_all'])} met."
+         if doc.get("targets_all") else "Not run."),
+        "",
+        _targets_table(doc["targets_all"]) if doc.get("targets_all") else "",
         "",
         "## Median milliseconds",
         "",

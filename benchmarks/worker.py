@@ -8,10 +8,11 @@ Protocol: JSON lines on stdin, one JSON line answer on stdout per request.
 - ``{"op": "time", "impl": ..., "mode": "fwd" | "fwdbwd"}`` runs one call and answers ``{"ms": ...}``;
 - ``{"op": "gemm"}`` times one 2048^3 float32 GEMM; ``{"op": "quit"}`` ends the process.
 
-    python -m benchmarks.worker jax|torch|torch1
+    python -m benchmarks.worker jax|jaxall|jaxall_mt|torch|torch1
 
 ``torch1`` is PyTorch limited to one thread (``torch.set_num_threads(1)``), a process of its own since the setting
-is per process.
+is per process. ``jaxall`` and ``jaxall_mt`` split the CPU into one JAX device per core
+(``jrnn.sharding.cpu_devices``), with one intra-op thread per device or XLA's default thread pool per device.
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ import os
 import sys
 import time
 
+ALL_CORES = {"jaxall": True, "jaxall_mt": False}  # worker -> one intra-op thread per device
+
 
 def main(framework: str) -> None:
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # library chatter goes to stderr, never into the protocol
+    if framework in ALL_CORES:  # before JAX starts: one CPU device per core
+        import jrnn
+
+        jrnn.sharding.cpu_devices(one_thread_each=ALL_CORES[framework])
     peers = importlib.import_module("benchmarks.peers_torch" if framework.startswith("torch") else
-                                    f"benchmarks.peers_{framework}")
+                                    "benchmarks.peers_jax")
     if framework == "torch1":
         import torch
 

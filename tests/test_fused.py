@@ -306,14 +306,15 @@ def test_layers_and_torch_networks_take_the_fused_path():
 def test_benchmark_suite_writes_json_and_markdown(tmp_path):
     out_json, out_md = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
     cmd = [sys.executable, "-m", "benchmarks", "--quick", "--cells", "lstm", "--shapes", "2x3x4", "--reps", "2",
-           "--pause-ms", "0", "--json", str(out_json), "--md", str(out_md)]
+           "--pause-ms", "0", "--impls", "jrnn,jrnn_plain,torch,flax,equinox,jrnn_all", "--json", str(out_json),
+           "--md", str(out_md)]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
     doc = json.loads(out_json.read_text())
-    assert {"command", "date", "machine", "settings", "results", "targets", "ablation"} <= set(doc)
+    assert {"command", "date", "machine", "settings", "results", "targets", "targets_all", "ablation"} <= set(doc)
     assert [r["config"]["cell"] for r in doc["results"]] == ["lstm"]
     for res in doc["results"]:
         assert {"config", "gemm_gflops", "impls", "ratios", "loadavg_1min"} <= set(res)
-        assert {"jrnn", "jrnn_plain", "torch", "flax", "equinox"} <= set(res["impls"])
+        assert {"jrnn", "jrnn_plain", "torch", "flax", "equinox", "jrnn_all"} <= set(res["impls"])
         for entry in res["impls"].values():
             for mode in ("fwd", "fwdbwd"):
                 assert {"median_ms", "samples_ms", "gflops", "fraction_of_gemm"} <= set(entry[mode])
@@ -323,6 +324,6 @@ def test_benchmark_suite_writes_json_and_markdown(tmp_path):
     assert doc["ablation"] and {"jrnn_plain", "abl_hoist_scan", "jrnn"} <= set(doc["ablation"][0]["variants"])
     md = out_md.read_text()
     assert any(line.startswith("python -m benchmarks --quick") for line in md.splitlines()[:8])
-    for heading in ("## Summary", "## Targets", "## Median milliseconds", "## Achieved GFLOP/s",
+    for heading in ("## Summary", "## Targets", "## Every core", "## Median milliseconds", "## Achieved GFLOP/s",
                     "## Peak memory", "## Ablation"):
         assert heading in md
