@@ -48,6 +48,8 @@ def batch_like(tree: Any, like: jax.Array, axis: int | None = 0) -> Any:
     sharded along the batch as ``xs`` is, or the whole recurrence comes back replicated. ``jnp.zeros_like`` of the
     inputs carries both, so adding it does the same. XLA removes the addition of zeros: it costs nothing.
     """
+    if like.size == 0:  # an empty sequence: no step runs, so there is no carry to match
+        return tree
     if axis is None:
         zero = jax.lax.full_like(like, 0, shape=())
         return jax.tree_util.tree_map(lambda leaf: leaf + zero.astype(leaf.dtype), tree)
