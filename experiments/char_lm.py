@@ -42,11 +42,27 @@ PROFILES = {
                  max_norm=5.0, evals=8, valid_chars=None, eval_streams=16, test_streams=1, prompt="def ",
                  sample_chars=600, temperatures=(0.5, 1.0), sample_models=("tanh-rnn", "gru", "lstm", "lstm-2"),
                  limit=None),
+    # Recurrent regularisation on the full profile's LSTM (about 35 minutes on 2 cores): none, Gal & Ghahramani's
+    # variational dropout (one mask per stream and window on the inputs, the state entering W, the outputs), and
+    # Merity et al.'s weight drop on W; 8 M training characters each (about 2 epochs), the rates not tuned.
+    "regularise": dict(models=("lstm", "lstm+vd", "lstm+wd"), params=400_000, embed=64, batch=16, window=100,
+                       chars=8_000_000, lr={"lstm": 5e-3, "lstm+vd": 5e-3, "lstm+wd": 5e-3}, max_norm=5.0,
+                       evals=6, valid_chars=None, eval_streams=16, test_streams=1, prompt="def ", sample_chars=300,
+                       temperatures=(0.5,), sample_models=(), limit=None),
+}
+
+DROPOUT = {  # the regularised variants: a model name's suffix -> jrnn.recurrent_dropout's rates
+    "vd": jrnn.recurrent_dropout(input=0.1, state=0.2, output=0.2),
+    "wd": jrnn.recurrent_dropout(weight=0.3),
 }
 
 
 def network(name: str, hidden: int):
-    """``tanh-rnn``, ``gru``, ``lstm`` (one layer; experiments/_models.py's cells), ``lstm-2`` (two layers)."""
+    """``tanh-rnn``, ``gru``, ``lstm`` (one layer; experiments/_models.py's cells), ``lstm-2`` (two layers);
+    ``NAME+vd`` / ``NAME+wd``: the one-layer network with variational dropout / weight drop (``DROPOUT``)."""
+    name, _, regulariser = name.partition("+")
+    if regulariser:
+        return jrnn.RNN(_models.cell(name, hidden), dropout=DROPOUT[regulariser])
     if name == "lstm-2":
         return jrnn.deep([_models.cell("lstm", hidden), _models.cell("lstm", hidden)])
     return _models.cell(name, hidden)
@@ -86,7 +102,7 @@ def _valid_text(corpus: text.Corpus, config: dict) -> bytes:
 def train_model(name: str, config: dict, corpus: text.Corpus, vocab: text.Vocabulary, key: jax.Array) -> dict:
     hidden = hidden_for(name, config["params"], vocab.size, config["embed"])
     model = build(name, hidden, vocab.size, config["embed"])
-    k_init, k_sample = jax.random.split(key)
+    k_init, k_sample, k_dropout = jax.random.split(key, 3)
     params = model.init(k_init)
     inputs, targets = jrnn.stream_windows(vocab.encode(corpus.train), config["batch"], config["window"])
     per_step = config["batch"] * config["window"]
@@ -109,7 +125,8 @@ def train_model(name: str, config: dict, corpus: text.Corpus, vocab: text.Vocabu
         if window == 0:  # each stream starts over from its beginning, and from the zero state
             state = model.initial_state((config["batch"],))
         batch = jrnn.Batch(inputs[window], targets[window], initial_state=state)
-        params, opt_state, metrics = trainer.step(params, opt_state, batch, None)
+        # The key draws dropout masks, one set per window, for the models that have dropout (no effect otherwise).
+        params, opt_state, metrics = trainer.step(params, opt_state, batch, jax.random.fold_in(k_dropout, i))
         state = metrics["aux"]["final_state"]  # stopped gradient: the next window starts here
         if i == 0 or i + 1 in checkpoints:  # the clock runs over training only, the first (compiling) step apart
             jax.block_until_ready(params)
