@@ -143,3 +143,20 @@ def test_every_profile_names_models_that_exist(name):
         for model in profile["models"]:
             assert _models.cell(model.removeprefix("bi-"), 4) is not None
         assert set(profile.get("overrides", {})) <= set(profile["models"])
+
+
+def test_every_char_lm_profile_names_networks_that_exist_and_dropout_models_use_their_key():
+    import jax
+    import jax.numpy as jnp
+
+    from experiments import char_lm
+
+    for profile in char_lm.PROFILES.values():
+        for name in profile["models"]:
+            assert char_lm.build(name, 4, 7, 3) is not None
+    model = char_lm.build("lstm+vd", 4, 7, 3)
+    params = model.init(jax.random.key(0))
+    tokens = jnp.arange(12).reshape(2, 6) % 7
+    train = [model.apply(params, tokens, key=jax.random.key(k))[0] for k in (1, 2)]
+    evaluation = model.apply(params, tokens)[0]
+    assert not jnp.allclose(train[0], train[1]) and jnp.allclose(evaluation, model.apply(params, tokens)[0])
