@@ -36,11 +36,12 @@ from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
 from jrnn._src.mgu import MGUCell, MGUParams, mgu
 from jrnn._src.minimal import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams, min_gru, min_lstm
+from jrnn._src.newton import NewtonInfo, Solver, deer, elk, quasi_deer, sequential
 from jrnn._src.plotting import plot_gradient_flow
 from jrnn._src.readout import Readout, ReadoutParams, readout
 from jrnn._src.regularisation import RecurrentDropout, recurrent_dropout
 from jrnn._src.remat import checkpointed_scan
-from jrnn._src.scan import RNN, scan
+from jrnn._src.scan import RNN, newton_scan, scan
 from jrnn._src.sequences import reverse_sequences, valid_mask
 from jrnn._src.streams import bits_per_token, stream_windows
 from jrnn._src.tbptt import TruncatedBPTT, truncated_bptt
@@ -62,6 +63,8 @@ __all__ = [
     "MGUParams", "mgu",
     # the recurrence over time and the layers built on it
     "RNN", "scan", "reverse_sequences", "valid_mask",
+    # parallel in time (docs/concepts/parallel-in-time.md)
+    "Solver", "NewtonInfo", "sequential", "deer", "quasi_deer", "elk", "newton_scan",
     "Bidirectional", "BidirectionalParams", "BidirectionalState", "bidirectional",
     "FunctionMerge", "SeedMerge", "SeedMergeParams", "seed_merge",
     "Deep", "deep", "Readout", "ReadoutParams", "readout",

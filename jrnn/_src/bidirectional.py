@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import merge as merges
+from jrnn._src import newton
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
 from jrnn._src.sequences import per_step, valid_mask
@@ -59,6 +60,7 @@ class Bidirectional:
     fused: bool = True
     matmul_dtype: Any = None
     dropout: RecurrentDropout | None = None
+    solver: Any = None
 
     @property
     def hidden_size(self) -> int:
@@ -78,7 +80,8 @@ class Bidirectional:
 
     @property
     def _scan_options(self) -> dict:
-        return dict(unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype, dropout=self.dropout)
+        return dict(unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype, dropout=self.dropout,
+                    solver=self.solver)
 
     def init(self, key: jax.Array, input_size: int) -> BidirectionalParams:
         kf, kb, km = jax.random.split(key, 3)
@@ -121,7 +124,7 @@ class Bidirectional:
 
 def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "concat", *,
                   unroll: int | bool = 1, fused: bool = True, matmul_dtype: Any = None,
-                  dropout: RecurrentDropout | None = None) -> Bidirectional:
+                  dropout: RecurrentDropout | None = None, solver: Any = None) -> Bidirectional:
     """A bidirectional layer from two cells (``backward`` defaults to a cell configured like ``forward``, with
     its own parameters).
 
@@ -136,6 +139,8 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
       matmul_dtype: passed to both directions' :func:`jrnn.scan`.
       dropout: :func:`jrnn.recurrent_dropout` rates for both directions (each draws its own masks), active when
         ``apply`` gets a ``key``.
+      solver: passed to both directions' :func:`jrnn.scan`: None (sequential) or a parallel-in-time solver such
+        as :func:`jrnn.deer`.
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
@@ -159,4 +164,5 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
     if dropout is not None and not isinstance(dropout, RecurrentDropout):
         raise TypeError(f"jrnn.bidirectional: expected dropout to be None or jrnn.recurrent_dropout(...), "
                         f"got {dropout!r}")
-    return Bidirectional(forward, backward, merge, unroll, fused, matmul_dtype, dropout)
+    newton.is_parallel(solver, "jrnn.bidirectional")  # a TypeError for anything that is not a solver
+    return Bidirectional(forward, backward, merge, unroll, fused, matmul_dtype, dropout, solver)

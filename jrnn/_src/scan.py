@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, parallel, regularisation
+from jrnn._src import checks, newton, parallel, regularisation
 from jrnn._src.fused import fused_layer
 from jrnn._src.fused_cells import kernel_for
 from jrnn._src.regularisation import RecurrentDropout
@@ -20,7 +20,7 @@ from jrnn._src.types import CannotStep, Cell, input_shape, prepare
 def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
          initial_state: Any = None, reverse: bool = False, unroll: int | bool = 1, fused: bool = True,
          matmul_dtype: Any = None, dropout: RecurrentDropout | None = None,
-         key: jax.Array | None = None) -> tuple[jax.Array, Any]:
+         key: jax.Array | None = None, solver: newton.Solver | None = None) -> tuple[jax.Array, Any]:
     """Runs ``cell`` over the batch-major sequence ``xs``: ``(c -> x -> (c, y)) -> c -> [B, T, F] -> ([B, T, O], c)``.
 
     Without ``lengths`` and with ``reverse=False`` it is exactly this Python loop::
@@ -59,6 +59,11 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
       ``fused=False``. Use it for forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``), which
       a custom VJP does not support.
 
+    A ``solver`` other than :func:`jrnn.sequential` evaluates any cell (or stepping network) in parallel over
+    time by Newton's method instead, to its tolerance, with exact gradients by implicit differentiation:
+    :func:`jrnn.deer`, :func:`jrnn.quasi_deer`, :func:`jrnn.elk` (:func:`jrnn.newton_scan` also returns how many
+    iterations it took; docs/concepts/parallel-in-time.md).
+
     A one-directional network is a cell too: a forward :class:`jrnn.RNN`, or a :func:`jrnn.deep` stack of
     forward layers, whose state is the tuple of its layers' states. With ``fused=True`` it runs through its own
     ``apply``, layer by layer, each layer on its own path (a reversed scan is the length-aware reversal of
@@ -86,6 +91,9 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
         takes it from its :class:`jrnn.RNN` layers, not from here.
       key: a PRNG key draws the dropout masks (training); None draws none (evaluation). Needs ``dropout``; a
         network's fused scan passes it to the network's ``apply`` (its layers' dropout).
+      solver: None or :func:`jrnn.sequential` (one step after another, the paths above), or a parallel-in-time
+        Newton solver, :func:`jrnn.deer`, :func:`jrnn.quasi_deer` or :func:`jrnn.elk`. A network given a Newton
+        solver is solved as one cell (its layers' states together); its layers' own options then do not apply.
 
     Returns:
       ``(ys[B, T, output_size], final_state)``.
@@ -99,11 +107,11 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
       ((2, 5, 8), (2, 8))
     """
     where = f"jrnn.scan({type(cell).__name__})"
-    batch, time = checks.sequence(xs, input_shape(cell, params), where)
-    lengths = checks.lengths(lengths, batch, where)
-    expected = cell.initial_state((batch,), carry_dtype(xs, params))
-    state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
-    state = batch_like(state, xs)
+    batch, time, lengths, state = _prelude(cell, params, xs, lengths, initial_state, where)
+    parallel_in_time = newton.is_parallel(solver, where)
+    if parallel_in_time and matmul_dtype is not None:
+        raise ValueError(f"{where}: expected matmul_dtype=None with the Newton solver {solver.method!r} (mixed "
+                         f"precision is a fused-path option), got {matmul_dtype!r}")
     if is_network(cell):
         for name, value in (("matmul_dtype", matmul_dtype), ("dropout", dropout)):
             if value is not None:
@@ -111,9 +119,11 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
                                  f"layers instead, got {value!r}")
         # Tracing one step raises the network's own error when it cannot step (a reverse or bidirectional layer).
         jax.eval_shape(cell.step, params, state, jax.ShapeDtypeStruct((batch,) + xs.shape[2:], xs.dtype))
+        if parallel_in_time and time > 0:
+            return newton.newton_layer(cell, params, xs, state, lengths, reverse, solver)[:2]
         if fused:
             return _network_scan(cell, params, xs, lengths, state, reverse, key)
-    kernel = kernel_for(cell, checks.matmul_dtype(matmul_dtype, where)) if fused else None
+    kernel = kernel_for(cell, checks.matmul_dtype(matmul_dtype, where)) if fused and not parallel_in_time else None
     if matmul_dtype is not None and kernel is None:
         raise ValueError(f"{where}: matmul_dtype={matmul_dtype!r} needs the fused path, which runs the built-in "
                          f"cells jrnn.elman, jrnn.lstm and jrnn.gru with fused=True; got fused={fused!r} and a "
@@ -136,13 +146,73 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
             x = jax.ShapeDtypeStruct((batch,) + xs.shape[2:], xs.dtype)
             y = jax.eval_shape(lambda p, s, x: cell.step(p, s, x)[1], params, state, x)
             return jnp.zeros((batch, 0) + y.shape[1:], carry_dtype(xs, params)), state
-        if fused and state_mask is None and parallel.wanted(cell):
+        if parallel_in_time:
+            if solver.fallback != "sequential":
+                raise ValueError(f"{where}: expected fallback='sequential' for a solver given to jrnn.scan, which "
+                                 f"cannot report a run that did not converge; got fallback={solver.fallback!r} "
+                                 f"(jrnn.newton_scan returns the iterate and its info)")
+            ys, final_state, _ = newton.newton_layer(cell, params, xs, state, lengths, reverse, solver, state_mask)
+        elif fused and state_mask is None and parallel.wanted(cell):
             ys, final_state = parallel.parallel_scan(cell, params, xs, state, lengths, reverse)
         else:
             ys, final_state = _plain(cell, params, xs, state, lengths, reverse, unroll, state_mask)
     if masks is not None and masks.output is not None:
         ys = ys * masks.output[:, None, :].astype(ys.dtype)
     return ys, final_state
+
+
+def _prelude(cell, params, xs, lengths, initial_state, where):
+    """The checks every scan starts with: ``(batch, time, lengths, state)``, the state shaped like ``xs``."""
+    batch, time = checks.sequence(xs, input_shape(cell, params), where)
+    lengths = checks.lengths(lengths, batch, where)
+    expected = cell.initial_state((batch,), carry_dtype(xs, params))
+    state = expected if initial_state is None else checks.state_like(initial_state, expected, where)
+    return batch, time, lengths, batch_like(state, xs)
+
+
+def newton_scan(cell: Cell, params: Any, xs: jax.Array, *, solver: newton.Solver | None = None,
+                lengths: jax.Array | None = None, initial_state: Any = None,
+                reverse: bool = False) -> tuple[jax.Array, Any, newton.NewtonInfo]:
+    """:func:`jrnn.scan` by a parallel-in-time Newton solver, with what the solver did:
+    ``(ys[B, T, output_size], final_state, info)``.
+
+    Same contract as :func:`jrnn.scan` (lengths, reverse, initial state, any cell or stepping network); ``info``
+    is a :class:`jrnn.NewtonInfo` (iterations, final residual, converged). With the solver's
+    ``fallback="none"``, a run that did not converge returns its last iterate and ``info.converged`` is False;
+    with the default ``"sequential"`` it returns the sequential answer and ``info`` still says that Newton did
+    not converge. Differentiable (implicit gradients; docs/concepts/parallel-in-time.md).
+
+    Args:
+      cell: any :class:`jrnn.Cell`, or a one-directional network.
+      params: the cell's parameters.
+      xs: ``[B, T, F]`` inputs.
+      solver: :func:`jrnn.deer` (the default), :func:`jrnn.quasi_deer` or :func:`jrnn.elk`.
+      lengths: optional ``[B]`` valid lengths.
+      initial_state: optional state with batch shape ``[B]``; zeros by default.
+      reverse: run each sequence backwards in time.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.elman(8)
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> xs = jax.random.normal(jax.random.key(1), (2, 100, 3))
+      >>> ys, state, info = jrnn.newton_scan(cell, params, xs, solver=jrnn.deer())
+      >>> bool(info.converged), int(info.iterations) < 100
+      (True, True)
+    """
+    where = f"jrnn.newton_scan({type(cell).__name__})"
+    solver = newton.deer() if solver is None else solver
+    if not newton.is_parallel(solver, where):
+        raise ValueError(f"{where}: expected a Newton solver (jrnn.deer, jrnn.quasi_deer or jrnn.elk), got "
+                         f"{solver!r}")
+    batch, time, lengths, state = _prelude(cell, params, xs, lengths, initial_state, where)
+    if is_network(cell):
+        jax.eval_shape(cell.step, params, state, jax.ShapeDtypeStruct((batch,) + xs.shape[2:], xs.dtype))
+    if time == 0:
+        ys, state = scan(cell, params, xs, lengths=lengths, initial_state=state, fused=False)
+        info = newton.NewtonInfo(jnp.int32(0), jnp.zeros((), ys.dtype), jnp.bool_(True))
+        return ys, state, info
+    return newton.newton_layer(cell, params, xs, state, lengths, reverse, solver)
 
 
 def _plain(cell, params, xs, state, lengths, reverse, unroll, state_mask):
@@ -209,6 +279,7 @@ class RNN:
       fused: the fused path for the built-in cells, as in :func:`jrnn.scan`.
       matmul_dtype: e.g. ``jnp.bfloat16`` for mixed-precision matmuls, as in :func:`jrnn.scan`.
       dropout: None, or :func:`jrnn.recurrent_dropout` rates, active when ``apply`` gets a ``key``.
+      solver: None (sequential), or a parallel-in-time solver such as :func:`jrnn.deer`, as in :func:`jrnn.scan`.
     """
 
     cell: Cell
@@ -217,6 +288,7 @@ class RNN:
     fused: bool = True
     matmul_dtype: Any = None
     dropout: RecurrentDropout | None = None
+    solver: newton.Solver | None = None
 
     @property
     def hidden_size(self) -> int:
@@ -251,4 +323,4 @@ class RNN:
         """``(ys[B, T, output_size], final_state)``; a ``key`` draws the masks of ``dropout`` (ignored without)."""
         return scan(self.cell, params, xs, lengths=lengths, initial_state=initial_state, reverse=self.reverse,
                     unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype, dropout=self.dropout,
-                    key=None if self.dropout is None else key)
+                    key=None if self.dropout is None else key, solver=self.solver)

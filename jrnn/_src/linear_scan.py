@@ -1,0 +1,96 @@
+"""Linear recurrences over time in ``O(log T)`` depth: the inner solve of the Newton solvers (``newton.py``).
+
+A linear recurrence ``s_t = A_t s_{t-1} + b_t`` is a composition of affine maps, and affine maps compose
+associatively: ``(A_1, b_1)`` then ``(A_2, b_2)`` is ``(A_2 A_1, A_2 b_1 + b_2)``. ``jax.lax.associative_scan``
+therefore computes every prefix, every ``s_t``, in ``O(log T)`` sequential depth (Blelloch 1990). ``A_t`` is a
+``[D, D]`` matrix (DEER) or a diagonal, stored as its ``[D]`` vector (quasi-DEER, ELK). ``s_0`` is folded into
+the first element, ``b_1 <- A_1 s_0 + b_1``, so the ``b`` component of each prefix is ``s_t`` itself.
+
+The damped step of ELK (Gonzalez et al. 2024) is the Levenberg-Marquardt step
+
+    argmin_s  Σ_t |s_t - a_t ⊙ s_{t-1} - b_t|² + λ Σ_t |s_t - z_t|²,
+
+which is the posterior mean of a linear-Gaussian state-space model (unit process noise, the previous iterate
+``z_t`` observed with precision ``λ``): a Kalman filter forward and a Rauch-Tung-Striebel smoother backward. With a
+diagonal ``a`` every coordinate is a scalar model, and all three of its recurrences run in parallel over time: the
+filter's variance follows a Riccati recursion, a Möbius map of ``P_{t-1}`` whose 2 × 2 matrices compose by
+product, and given the variances the filtered and smoothed means are linear recurrences.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _compose_full(earlier, later):
+    A1, b1 = earlier
+    A2, b2 = later
+    return A2 @ A1, jnp.einsum("...ij,...j->...i", A2, b1) + b2
+
+
+def _compose_diagonal(earlier, later):
+    a1, b1 = earlier
+    a2, b2 = later
+    return a2 * a1, a2 * b1 + b2
+
+
+def linear_scan(A: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False) -> jax.Array:
+    """Every ``s_t`` of ``s_t = A_t s_{t-1} + b_t``: ``A [B, T, D, D]`` or diagonal ``[B, T, D]``, ``b [B, T, D]``,
+    ``s0 [B, D]`` -> ``s [B, T, D]``.
+
+    With ``reverse=True`` time runs backwards: ``s_t = A_t s_{t+1} + b_t`` from ``s_{T+1} = s0``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jrnn._src.linear_scan import linear_scan
+      >>> linear_scan(jnp.full((1, 3, 1), 2.0), jnp.ones((1, 3, 1)), jnp.zeros((1, 1)))[0, :, 0]
+      Array([1., 3., 7.], dtype=float32)
+    """
+    full = A.ndim == b.ndim + 1
+    first = 0 if not reverse else -1
+    A0 = A[:, first]
+    b0 = b[:, first] + (jnp.einsum("bij,bj->bi", A0, s0) if full else A0 * s0)
+    b = jnp.asarray(b).at[:, first].set(b0)
+    compose = _compose_full if full else _compose_diagonal
+    return jax.lax.associative_scan(compose, (A, b), reverse=reverse, axis=1)[1]
+
+
+def _compose_mobius(earlier, later):
+    product = later @ earlier  # entries are >= 0: scaling by the largest keeps the projective map, never overflows
+    return product / jnp.max(product, axis=(-2, -1), keepdims=True)
+
+
+def damped_diagonal_step(a: jax.Array, b: jax.Array, s0: jax.Array, z: jax.Array, damping: float,
+                         smooth: bool = True) -> jax.Array:
+    """ELK's damped step for a diagonal recurrence: the minimiser over ``s [B, T, D]`` of
+    ``Σ_t (s_t - a_t s_{t-1} - b_t)² + damping · Σ_t (s_t - z_t)²``, coordinate by coordinate, with ``s_0 = s0``.
+
+    ``damping = 0`` is the undamped step ``s_t = a_t s_{t-1} + b_t``; as it grows, the step stays nearer ``z``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jrnn._src.linear_scan import damped_diagonal_step
+      >>> a, b, z = jnp.ones((1, 2, 1)), jnp.ones((1, 2, 1)), jnp.zeros((1, 2, 1))
+      >>> damped_diagonal_step(a, b, jnp.zeros((1, 1)), z, 0.0)[0, :, 0]
+      Array([1., 2.], dtype=float32)
+    """
+    lam = jnp.asarray(damping, b.dtype)
+    # The filter's variance: P_t = (a² P + 1) / (λ a² P + 1 + λ), P_0 = 0, in homogeneous coordinates.
+    a2 = a * a
+    M = jnp.stack([jnp.stack([a2, jnp.ones_like(a2)], -1), jnp.stack([lam * a2, jnp.full_like(a2, 1 + lam)], -1)],
+                  -2)
+    M = jax.lax.associative_scan(_compose_mobius, M, axis=1)
+    P = M[..., 0, 1] / M[..., 1, 1]  # applied to (P_0, 1) = (0, 1)
+    P_prev = jnp.concatenate([jnp.zeros_like(P[:, :1]), P[:, :-1]], axis=1)
+    P_pred = a2 * P_prev + 1  # >= 1
+    K = lam * P_pred / (1 + lam * P_pred)
+    # Filtered means: m_t = (1 - K) (a m_{t-1} + b) + K z.
+    m = linear_scan((1 - K) * a, (1 - K) * b + K * z, s0)
+    if not smooth:
+        return m
+    m_pred_next = a[:, 1:] * m[:, :-1] + b[:, 1:]
+    # Smoothed means: m^s_t = m_t + G_t (m^s_{t+1} - a_{t+1} m_t - b_{t+1}), G_t = P_t a_{t+1} / P^-_{t+1}.
+    G = jnp.concatenate([P[:, :-1] * a[:, 1:] / P_pred[:, 1:], jnp.zeros_like(P[:, :1])], axis=1)
+    offset = m - G * jnp.concatenate([m_pred_next, jnp.zeros_like(m[:, :1])], axis=1)
+    return linear_scan(G, offset, jnp.zeros_like(s0), reverse=True)

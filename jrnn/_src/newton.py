@@ -1,0 +1,364 @@
+"""Parallel in time: a nonlinear recurrence evaluated by Newton's method (DEER, quasi-DEER, ELK).
+
+The seed's ``s_t = f(U x_t + W s_{t-1})`` is one equation per step; all T of them at once are the root of the
+residual ``r_t(s) = s_t - f(s_{t-1}, x_t)``, t = 1..T. Newton's method linearises ``f`` around the current guess
+``s^(i)``,
+
+    s_t = f(s^(i)_{t-1}, x_t) + J_t (s_{t-1} - s^(i)_{t-1}),    J_t = ∂f/∂s (s^(i)_{t-1}, x_t),
+
+and solving that for every ``t`` is a *linear* recurrence ``s_t = J_t s_{t-1} + b_t``, which
+``jax.lax.associative_scan`` solves in ``O(log T)`` depth (``linear_scan.py``). This is DEER (Lim et al., ICLR
+2024, arXiv 2309.12252). After ``k`` iterations the first ``k`` states are exact (``s_1 = f(s_0, x_1)`` after one,
+and so on by induction), so ``T`` iterations always reach the sequential answer; Newton's quadratic convergence
+usually needs far fewer. quasi-DEER keeps only the diagonal of ``J_t`` (``O(D)`` per step instead of ``O(D³)``;
+the prefix argument still holds); ELK (Gonzalez et al., NeurIPS 2024, arXiv 2407.19115) damps each step,
+Levenberg-Marquardt style, so that it cannot run away where undamped Newton does (``linear_scan.py``; jrnn's ELK is
+the diagonal form, the paper's quasi-ELK).
+
+Gradients come from the implicit function theorem, not from differentiating the iterations: at the solution,
+``dL/dθ = Σ_t λ_tᵀ ∂f/∂θ (s_{t-1}, x_t)`` with the adjoint ``λ_t = ∂L/∂s_t + J_{t+1}ᵀ λ_{t+1}``, one more linear
+recurrence, backwards in time and with the true Jacobians (so quasi-DEER's and ELK's gradients are exact too). It
+is solved either by ``associative_scan`` over the full ``[D, D]`` Jacobians (``gradient="parallel"``: ``O(log T)``
+deep, ``O(T D²)`` memory) or by a reverse loop of vector-Jacobian products (``gradient="sequential"``: ``T`` deep,
+``O(T D)`` memory). Memory never grows with the number of iterations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from jrnn._src.linear_scan import damped_diagonal_step, linear_scan
+from jrnn._src.sequences import per_step, reverse_sequences, valid_mask
+from jrnn._src.types import prepare
+
+METHODS = ("sequential", "deer", "quasi_deer", "elk")
+TOLERANCE = {8: 1e-10, 4: 1e-5, 2: 1e-2}  # default atol = rtol, by the state dtype's itemsize
+DAMPING_DOWN, DAMPING_UP = 0.5, 4.0  # ELK's damping after a step that lowered Σ r², and after one that did not
+
+
+@dataclasses.dataclass(frozen=True)
+class Solver:
+    """How :func:`jrnn.scan` evaluates a recurrence over time. Build one with :func:`jrnn.sequential`,
+    :func:`jrnn.deer`, :func:`jrnn.quasi_deer` or :func:`jrnn.elk`; the fields are documented there."""
+
+    method: str = "sequential"
+    max_iters: int | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    damping: float = 0.0
+    init: str = "zeros"
+    fallback: str = "sequential"
+    gradient: str = "parallel"
+
+
+class NewtonInfo(NamedTuple):
+    """What a Newton solve did (:func:`jrnn.newton_scan`).
+
+    Attributes:
+      iterations: ``[]`` int32, the Newton steps taken (each one Jacobian and one linear solve).
+      residual: ``[]``, ``max |s_t - f(s_{t-1}, x_t)|`` over the batch, time and state of the last iterate.
+      converged: ``[]`` bool, whether ``|s_t - f(s_{t-1}, x_t)| <= atol + rtol |f(s_{t-1}, x_t)|`` everywhere
+        within ``max_iters``. When it is False and the solver's ``fallback`` is ``"sequential"``, the states
+        returned are the sequential scan's, not the last iterate.
+    """
+
+    iterations: jax.Array
+    residual: jax.Array
+    converged: jax.Array
+
+
+def _check(method: str, max_iters, atol, rtol, damping, init, fallback, gradient) -> Solver:
+    where = f"jrnn.{method}"
+    if max_iters is not None and (isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1):
+        raise ValueError(f"{where}: expected max_iters to be None or an int >= 1, got {max_iters!r}")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None and not (isinstance(value, int | float) and value >= 0):
+            raise ValueError(f"{where}: expected {name} to be None or a number >= 0, got {value!r}")
+    if not (isinstance(damping, int | float) and damping >= 0):
+        raise ValueError(f"{where}: expected damping to be a number >= 0, got {damping!r}")
+    for name, value, allowed in (("init", init, ("zeros", "state")), ("fallback", fallback, ("sequential", "none")),
+                                 ("gradient", gradient, ("parallel", "sequential"))):
+        if value not in allowed:
+            raise ValueError(f"{where}: expected {name} to be one of {allowed}, got {value!r}")
+    return Solver(method, max_iters, atol, rtol, float(damping), init, fallback, gradient)
+
+
+def sequential() -> Solver:
+    """The default solver: one step after another (``jax.lax.scan``, or the fused path), ``T`` steps deep.
+
+    Example:
+      >>> import jrnn
+      >>> jrnn.sequential().method
+      'sequential'
+    """
+    return Solver()
+
+
+def deer(*, max_iters: int | None = None, atol: float | None = None, rtol: float | None = None,
+         init: str = "zeros", fallback: str = "sequential", gradient: str = "parallel") -> Solver:
+    """DEER (Lim et al. 2024): Newton's method over all time steps at once, each iteration one linear recurrence
+    with the full ``[D, D]`` state Jacobians, solved by ``jax.lax.associative_scan`` (``O(log T)`` deep).
+
+    ``D`` is the size of the flattened state of one sequence (an LSTM's is ``2 H``). Work per iteration is
+    ``O(T D³)`` and memory ``O(T D²)``: worth it for small states on a parallel machine
+    (docs/concepts/parallel-in-time.md has the measurements).
+
+    Args:
+      max_iters: at most this many Newton steps (default and cap: T; after k steps the first k states are exact,
+        so T steps always reach the sequential answer).
+      atol, rtol: converged when ``|s_t - f(s_{t-1}, x_t)| <= atol + rtol |f(s_{t-1}, x_t)|`` at every step; by
+        default 1e-10 for float64 states, 1e-5 for float32 and 1e-2 for 16-bit floats.
+      init: the first guess of every state: ``"zeros"``, or ``"state"`` (the initial state at every step).
+      fallback: ``"sequential"`` (default) runs the sequential scan when Newton did not converge (or diverged)
+        within ``max_iters``, so the answer is always the recurrence's; ``"none"`` returns the last iterate,
+        allowed only in :func:`jrnn.newton_scan`, whose ``info`` says so.
+      gradient: how the adjoint recurrence of the implicit gradient is solved: ``"parallel"`` (default here;
+        associative scan over the full Jacobians) or ``"sequential"`` (a reverse loop of vector-Jacobian products).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.gru(4)
+      >>> params = cell.init(jax.random.key(0), input_size=2)
+      >>> xs = jax.random.normal(jax.random.key(1), (3, 50, 2))
+      >>> ys, _ = jrnn.scan(cell, params, xs, solver=jrnn.deer())
+      >>> bool(jnp.allclose(ys, jrnn.scan(cell, params, xs)[0], atol=1e-4))
+      True
+    """
+    return _check("deer", max_iters, atol, rtol, 0.0, init, fallback, gradient)
+
+
+def quasi_deer(*, max_iters: int | None = None, atol: float | None = None, rtol: float | None = None,
+               init: str = "zeros", fallback: str = "sequential", gradient: str = "sequential") -> Solver:
+    """quasi-DEER (Gonzalez et al. 2024): DEER with only the diagonal of each state Jacobian, ``O(T D)`` work and
+    memory per iteration. The iteration converges more slowly where the Jacobian is far from diagonal (still
+    exact after T steps); the gradient is exact all the same, since it uses the true Jacobians (by default the
+    reverse loop of vector-Jacobian products, ``O(T D)`` memory). Arguments as in :func:`jrnn.deer`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.indrnn(4)
+      >>> params = cell.init(jax.random.key(0), input_size=2)
+      >>> xs = jax.random.normal(jax.random.key(1), (3, 50, 2))
+      >>> ys, _, info = jrnn.newton_scan(cell, params, xs, solver=jrnn.quasi_deer())
+      >>> bool(info.converged), bool(jnp.allclose(ys, jrnn.scan(cell, params, xs)[0], atol=1e-4))
+      (True, True)
+    """
+    return _check("quasi_deer", max_iters, atol, rtol, 0.0, init, fallback, gradient)
+
+
+def elk(damping: float = 1.0, *, max_iters: int | None = None, atol: float | None = None,
+        rtol: float | None = None, init: str = "zeros", fallback: str = "sequential",
+        gradient: str = "sequential") -> Solver:
+    """ELK (Gonzalez et al. 2024): quasi-DEER with a Levenberg-Marquardt damped step,
+    ``argmin_s Σ_t |s_t - a_t ⊙ s_{t-1} - b_t|² + damping Σ_t |s_t - s^(i)_t|²``, computed by a Kalman smoother
+    that runs in parallel over time. The damping keeps each step near the last iterate, so the iteration does not
+    blow up where DEER's does (large recurrent weights), at the price of slower convergence near the answer; the
+    first-k-states-exact property of DEER does not hold for ``damping > 0``. This is the diagonal form (the
+    paper's quasi-ELK). Other arguments as in :func:`jrnn.deer`.
+
+    Args:
+      damping: ``λ >= 0``; 0 is quasi-DEER.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.elman(4)
+      >>> params = cell.init(jax.random.key(0), input_size=2)
+      >>> xs = jax.random.normal(jax.random.key(1), (3, 30, 2))
+      >>> ys, _ = jrnn.scan(cell, params, xs, solver=jrnn.elk(0.5))
+      >>> bool(jnp.allclose(ys, jrnn.scan(cell, params, xs)[0], atol=1e-4))
+      True
+    """
+    return _check("elk", max_iters, atol, rtol, damping, init, fallback, gradient)
+
+
+def is_parallel(solver: Solver | None, where: str) -> bool:
+    """Whether ``solver`` asks for a Newton solve; raises ``TypeError`` for something that is not a solver."""
+    if solver is None:
+        return False
+    if not isinstance(solver, Solver):
+        raise TypeError(f"{where}: expected solver to be None, jrnn.sequential(), jrnn.deer(...), "
+                        f"jrnn.quasi_deer(...) or jrnn.elk(...), got {solver!r}")
+    return solver.method != "sequential"
+
+
+def newton_layer(cell: Any, params: Any, xs: jax.Array, state: Any, lengths: jax.Array | None, reverse: bool,
+                 solver: Solver, state_mask: jax.Array | None = None) -> tuple[jax.Array, Any, NewtonInfo]:
+    """:func:`jrnn.scan`'s contract (checked inputs, ``T > 0``) by a Newton solver: ``(ys, final_state, info)``."""
+    batch, time = xs.shape[:2]
+    params = prepare(cell, params)
+    if reverse:
+        xs = reverse_sequences(xs, lengths)
+    mask = valid_mask(lengths, batch, time)
+    if mask is not None:
+        xs = jnp.where(per_step(mask, xs), xs, jnp.zeros_like(xs))
+    valid = jnp.ones((batch, time), bool) if mask is None else mask
+    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda leaf: leaf[0], state))
+    s0 = jax.vmap(lambda s: ravel_pytree(s)[0])(state)
+    problem = _Problem(cell, unravel, solver, state_mask is not None)
+    m = jnp.zeros((batch, 0), s0.dtype) if state_mask is None else state_mask.astype(s0.dtype)
+    states, info = problem.solve(params, xs, s0, valid.astype(s0.dtype), m)
+    prevs = _previous(states, s0)
+    ys = jax.vmap(jax.vmap(problem.output, (None, 0, 0, None)), (None, 0, 0, 0))(params, prevs, xs, m)
+    if mask is not None:
+        ys = jnp.where(per_step(mask, ys), ys, jnp.zeros_like(ys))
+    if reverse:
+        ys = reverse_sequences(ys, lengths)
+    final = jax.vmap(unravel)(states[:, -1])  # padded steps are the identity: the last state is each one's own
+    return ys, final, info
+
+
+def _previous(states: jax.Array, s0: jax.Array) -> jax.Array:
+    """``[s_0, ..., s_{T-1}]`` from ``states = [s_1, ..., s_T]``."""
+    return jnp.concatenate([s0[:, None], states[:, :-1]], axis=1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Problem:
+    """The flattened recurrence ``s_t = f(s_{t-1}, x_t)`` of one cell: one sequence's state as a ``[D]`` vector."""
+
+    cell: Any
+    unravel: Any
+    solver: Solver
+    masked: bool  # whether the cell's step takes a variational-dropout state mask
+
+    def _step(self, params, s, x, m):
+        return self.cell.step(params, self.unravel(s), x, **({"state_mask": m} if self.masked else {}))
+
+    def f(self, params, s, x, valid, m):
+        """One sequence, one step: ``s [D], x [F], valid [] (0 or 1) -> s' [D]``; a padded step is the identity."""
+        new = ravel_pytree(self._step(params, s, x, m)[0])[0].astype(s.dtype)
+        return jnp.where(valid > 0, new, s)
+
+    def output(self, params, s, x, m):
+        return self._step(params, s, x, m)[1]
+
+    def f_all(self, params, prevs, xs, valid, m):
+        """``[B, T, D]`` -> ``[B, T, D]``: every step at once."""
+        return jax.vmap(jax.vmap(self.f, (None, 0, 0, 0, None)), (None, 0, 0, 0, 0))(params, prevs, xs, valid, m)
+
+    def jacobian(self, params, prevs, xs, valid, m):
+        """``[B, T, D, D]``: ``∂f/∂s`` at every step."""
+        jac = jax.jacfwd(self.f, argnums=1)
+        return jax.vmap(jax.vmap(jac, (None, 0, 0, 0, None)), (None, 0, 0, 0, 0))(params, prevs, xs, valid, m)
+
+    def diagonal(self, params, prevs, xs, valid, m):
+        """``[B, T, D]``: the diagonal of ``∂f/∂s`` at every step, one basis tangent at a time (``O(B T D)``
+        memory, never the full Jacobians)."""
+        size = prevs.shape[-1]
+
+        def column(i):
+            tangent = jnp.broadcast_to(jax.nn.one_hot(i, size, dtype=prevs.dtype), prevs.shape)
+            _, out = jax.jvp(lambda s: self.f_all(params, s, xs, valid, m), (prevs,), (tangent,))
+            return out[..., i]
+
+        return jnp.moveaxis(jax.lax.map(column, jnp.arange(size), batch_size=min(size, 8)), 0, -1)
+
+    def newton_step(self, params, xs, s0, valid, m, states, values, damping):
+        """One iteration: the states that solve the recurrence linearised around ``states`` (``values`` is
+        ``f`` there)."""
+        prevs = _previous(states, s0)
+        method = self.solver.method
+        if method == "deer":
+            J = self.jacobian(params, prevs, xs, valid, m)
+            return linear_scan(J, values - jnp.einsum("btij,btj->bti", J, prevs), s0)
+        a = self.diagonal(params, prevs, xs, valid, m)
+        if method == "elk":
+            return damped_diagonal_step(a, values - a * prevs, s0, states, damping)
+        return linear_scan(a, values - a * prevs, s0)
+
+    def sequential(self, params, xs, s0, valid, m):
+        """The reference: one step after another (``jax.lax.scan``)."""
+        step = jax.vmap(self.f, (None, 0, 0, 0, 0))
+
+        def body(s, inputs):
+            s = step(params, s, *inputs, m)
+            return s, s
+
+        _, states = jax.lax.scan(body, s0, (jnp.swapaxes(xs, 0, 1), valid.T))
+        return jnp.swapaxes(states, 0, 1)
+
+    def forward(self, params, xs, s0, valid, m):
+        solver = self.solver
+        time = xs.shape[1]
+        max_iters = time if solver.max_iters is None else min(solver.max_iters, time)
+        tol = TOLERANCE.get(jnp.dtype(s0.dtype).itemsize, 1e-5)
+        atol = tol if solver.atol is None else solver.atol
+        rtol = tol if solver.rtol is None else solver.rtol
+
+        def evaluate(states):
+            values = self.f_all(params, _previous(states, s0), xs, valid, m)
+            error = jnp.abs(states - values)
+            done = jnp.all(error <= atol + rtol * jnp.abs(values))
+            error = jnp.where(jnp.isnan(error), jnp.inf, error)
+            return values, done, jnp.max(error), jnp.sum(error * error)
+
+        guess = jnp.zeros_like(xs[..., :1] * s0[:, None, :1], shape=(*xs.shape[:2], s0.shape[-1]))
+        if solver.init == "state":
+            guess = guess + s0[:, None]
+
+        def cond(carry):
+            k, _, _, done, residual, _, _ = carry
+            return ~done & jnp.isfinite(residual) & (k < max_iters)
+
+        def body(carry):
+            k, states, values, done, residual, merit, damping = carry
+            proposal = self.newton_step(params, xs, s0, valid, m, states, values, damping)
+            new = (proposal, *evaluate(proposal))
+            if solver.method != "elk":
+                return (k + 1, *new, damping)
+            # Levenberg-Marquardt: keep a step that lowers Σ r², and trust the model more; else stay, trust less.
+            better = new[4] <= merit
+            kept = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new,
+                                          (states, values, done, residual, merit))
+            return (k + 1, *kept, jnp.where(better, damping * DAMPING_DOWN, damping * DAMPING_UP))
+
+        start = (jnp.int32(0), guess, *evaluate(guess), jnp.asarray(solver.damping, s0.dtype))
+        k, states, _, done, residual, _, _ = jax.lax.while_loop(cond, body, start)
+        if solver.fallback == "sequential":
+            states = jax.lax.cond(done, lambda: states, lambda: self.sequential(params, xs, s0, valid, m))
+        return states, NewtonInfo(k, residual, done)
+
+    def adjoint(self, params, xs, s0, valid, m, states, g):
+        """``λ_t = g_t + J_{t+1}ᵀ λ_{t+1}``, ``λ_T = g_T``, the Jacobians at the solution."""
+        prevs = _previous(states, s0)
+        if self.solver.gradient == "parallel":
+            J = self.jacobian(params, prevs, xs, valid, m)
+            JT = jnp.swapaxes(J[:, 1:], -1, -2)
+            return linear_scan(jnp.concatenate([JT, jnp.zeros_like(JT[:, :1])], 1), g, jnp.zeros_like(s0),
+                               reverse=True)
+        step = jax.vmap(self.f, (None, 0, 0, 0, 0))
+
+        def body(lam_next, inputs):
+            prev_next, x_next, valid_next, g_t = inputs
+            _, vjp = jax.vjp(lambda s: step(params, s, x_next, valid_next, m), prev_next)
+            lam = g_t + vjp(lam_next)[0]
+            return lam, lam
+
+        inputs = [jnp.swapaxes(a[:, 1:], 0, 1) for a in (prevs, xs, valid)] + [jnp.swapaxes(g[:, :-1], 0, 1)]
+        _, lams = jax.lax.scan(body, g[:, -1], tuple(inputs), reverse=True)
+        return jnp.concatenate([jnp.swapaxes(lams, 0, 1), g[:, -1:]], axis=1)
+
+    def solve(self, params, xs, s0, valid, m):
+        @jax.custom_vjp
+        def solve(params, xs, s0, valid, m):
+            return self.forward(params, xs, s0, valid, m)
+
+        def forward(params, xs, s0, valid, m):
+            states, info = self.forward(params, xs, s0, valid, m)
+            return (states, info), (params, xs, s0, valid, m, states)
+
+        def backward(residuals, cotangents):
+            params, xs, s0, valid, m, states = residuals
+            lam = self.adjoint(params, xs, s0, valid, m, states, cotangents[0])
+            _, vjp = jax.vjp(lambda p, x, prevs: self.f_all(p, prevs, x, valid, m), params, xs,
+                             _previous(states, s0))
+            d_params, d_xs, d_prevs = vjp(lam)
+            return d_params, d_xs, d_prevs[:, 0], jnp.zeros_like(valid), jnp.zeros_like(m)
+
+        solve.defvjp(forward, backward)
+        return solve(params, xs, s0, valid, m)
