@@ -3,6 +3,9 @@
 Times jrnn against PyTorch, Flax and Equinox on the CPU, forward and forward+backward, over the grid of
 ``benchmarks/grid.py``, and writes ``BENCHMARKS.md`` and ``benchmarks/results.json`` (``--md`` / ``--json``).
 
+``python -m benchmarks parallel [options]`` runs ``benchmarks/parallel.py`` instead: jrnn's parallel-in-time
+solvers (DEER, quasi-DEER) against its sequential scan (``python -m benchmarks parallel --help``).
+
 Method: one worker process per framework (``benchmarks/worker.py``). For each configuration every implementation
 is compiled and warmed up, then ``reps`` rounds run; a round times one call of every (implementation, mode) pair
 and one 2048^3 GEMM per framework, in an order rotated from round to round, so that all of them see the same
@@ -125,6 +128,11 @@ def parse_shapes(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else list(argv)
+    if given[:1] == ["parallel"]:
+        from benchmarks import parallel
+
+        return parallel.main(given[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="LSTM and GRU on two shapes, fewer rounds")
