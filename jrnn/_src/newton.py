@@ -155,23 +155,29 @@ def elk(damping: float = 1.0, *, max_iters: int | None = None, atol: float | Non
         rtol: float | None = None, init: str = "zeros", fallback: str = "sequential",
         gradient: str = "sequential") -> Solver:
     """ELK (Gonzalez et al. 2024): quasi-DEER with a Levenberg-Marquardt damped step,
-    ``argmin_s Σ_t |s_t - a_t ⊙ s_{t-1} - b_t|² + damping Σ_t |s_t - s^(i)_t|²``, computed by a Kalman smoother
-    that runs in parallel over time. The damping keeps each step near the last iterate, so the iteration does not
-    blow up where DEER's does (large recurrent weights), at the price of slower convergence near the answer; the
-    first-k-states-exact property of DEER does not hold for ``damping > 0``. This is the diagonal form (the
-    paper's quasi-ELK). Other arguments as in :func:`jrnn.deer`.
+    ``argmin_s Σ_t |s_t - a_t ⊙ s_{t-1} - b_t|² + λ Σ_t |s_t - s^(i)_t|²``, computed by a Kalman smoother that
+    runs in parallel over time (``jrnn/_src/linear_scan.py``). The smoother's recurrences are stable for any
+    ``λ > 0`` (a Kalman filter's gain shrinks an unstable ``a_t`` below 1), so ELK's iterates stay finite where
+    DEER's linear solve overflows (products of Jacobians above 1 over many steps). ``λ`` adapts as in
+    Levenberg-Marquardt: a step that lowers ``Σ_t |s_t - f(s_{t-1}, x_t)|²`` is kept and ``λ`` halved, one that
+    does not is undone and ``λ`` quadrupled; near the answer ``λ`` falls towards 0 and ELK converges like
+    quasi-DEER. (The paper keeps ``λ`` fixed; on the tests here a fixed ``λ`` converged only linearly near the
+    answer.) The first-k-states-exact property of DEER does not hold. This is the diagonal form (the paper's
+    quasi-ELK). Finite iterates are not convergence: on a chaotic or multistable recurrence no method of this
+    family converges fast (Gonzalez et al. 2025, "Predictability enables parallelization"), and the fallback then
+    gives the sequential answer. Other arguments as in :func:`jrnn.deer`.
 
     Args:
-      damping: ``λ >= 0``; 0 is quasi-DEER.
+      damping: the initial ``λ >= 0``; 0 is quasi-DEER (and stays 0).
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
-      >>> cell = jrnn.elman(4)
+      >>> cell = jrnn.gru(4)
       >>> params = cell.init(jax.random.key(0), input_size=2)
       >>> xs = jax.random.normal(jax.random.key(1), (3, 30, 2))
-      >>> ys, _ = jrnn.scan(cell, params, xs, solver=jrnn.elk(0.5))
-      >>> bool(jnp.allclose(ys, jrnn.scan(cell, params, xs)[0], atol=1e-4))
-      True
+      >>> ys, _, info = jrnn.newton_scan(cell, params, xs, solver=jrnn.elk())
+      >>> bool(info.converged), bool(jnp.allclose(ys, jrnn.scan(cell, params, xs)[0], atol=1e-4))
+      (True, True)
     """
     return _check("elk", max_iters, atol, rtol, damping, init, fallback, gradient)
 
