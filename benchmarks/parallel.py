@@ -1,5 +1,6 @@
 """``python -m benchmarks parallel [--quick] [--cells elman,gru] [--T 1000,10000,100000] [--H 1,8,32,64] [--B 1,16]
-[--solvers sequential,deer,quasi] [--modes fwd,fwdbwd] [--reps 5] [--max-mib 12000] [--out MD] [--json JSON]``
+[--solvers sequential,deer,quasi] [--modes fwd,fwdbwd] [--reps 5] [--max-mib 12000] [--max-seconds 20] [--out MD]
+[--json JSON]``
 
 Parallel in time against one step after another: :func:`jrnn.scan` with its default sequential (fused) path, with
 ``solver=jrnn.deer()`` (Newton's method, full ``[D, D]`` state Jacobians, each iteration one
@@ -23,6 +24,11 @@ Memory guard: before anything is built, each solver's peak is estimated (``estim
 sequential scan, plus inputs, outputs and gradients); above ``--max-mib`` the solver is skipped and its row says
 ``"skipped": "memory: ~N MiB estimated"``. The estimate sits next to the measured peak in the JSON.
 
+Time guard: before a parallel solver is timed, one Newton iteration is (``max_iters=1``); its seconds times the
+iterations the same (cell, H, B) needed at the previous T of the grid (10 at the first) estimate one call, and
+above ``--max-seconds`` the solver is skipped with ``"skipped": "time: ~N s estimated per call"``. On 2 CPU cores
+the largest configurations would otherwise take many minutes per call.
+
 Writes a Markdown section (``--out``, also printed) and the rows as JSON (``--json``). Only jrnn is timed, in this
 one process; nothing here changes XLA's threading.
 """
@@ -30,6 +36,7 @@ one process; nothing here changes XLA's threading.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -125,14 +132,37 @@ def accuracy(cell, params, xs, solvers: list[str], fits) -> dict:
     return out
 
 
+def iteration_seconds(cell, params, xs, solver) -> float:
+    """The seconds of one Newton iteration (``max_iters=1``), compiled and warmed up first."""
+    one = dataclasses.replace(solver, max_iters=1, fallback="none")
+    fn = jax.jit(lambda p, x: jrnn.newton_scan(cell, p, x, solver=one)[0])
+    jax.block_until_ready(fn(params, xs))
+    start = time.perf_counter()
+    jax.block_until_ready(fn(params, xs))
+    return time.perf_counter() - start
+
+
 def run_config(cell_name: str, T: int, H: int, B: int, solvers: list[str], modes: list[str], reps: int,
-               max_mib: float, log=lambda s: None) -> list[dict]:
-    """Every row of one (cell, T, H, B): one per (mode, solver)."""
+               max_mib: float, log=lambda s: None, max_seconds: float = float("inf"),
+               iterations: dict | None = None) -> list[dict]:
+    """Every row of one (cell, T, H, B): one per (mode, solver). ``iterations`` maps ``(cell, H, B, solver)`` to the
+    Newton iterations last measured (at a smaller T), which the time guard uses; it is updated here."""
+    iterations = {} if iterations is None else iterations
     fits = {(s, m): estimate_mib(s, m, B, T, H) <= max_mib for s in solvers for m in modes}
     anything = any(fits.values())
     cell, params, xs, g = problem(cell_name, T, H, B) if anything else (None,) * 4
-    acc = accuracy(cell, params, xs, solvers, lambda s: estimate_mib(s, "fwd", B, T, H) <= max_mib) \
-        if anything else {}
+    slow = {}
+    for s in solvers:
+        if anything and SOLVERS[s] is not None and fits[(s, "fwd")]:
+            guess = iterations.get((cell_name, H, B, s), 10)
+            seconds = iteration_seconds(cell, params, xs, SOLVERS[s]) * guess
+            if seconds > max_seconds:
+                slow[s] = f"time: ~{seconds:.2g} s estimated per call (~{guess} iterations)"
+    for key in list(fits):
+        fits[key] = fits[key] and key[0] not in slow
+    acc = accuracy(cell, params, xs, solvers, lambda s: fits.get((s, "fwd"), False)) if anything else {}
+    for s, found in acc.items():
+        iterations[(cell_name, H, B, s)] = max(found["iterations"], 1)
     rows = []
     for mode in modes:
         base = dict(cell=cell_name, mode=mode, T=T, H=H, B=B, input_size=input_size(H))
@@ -141,7 +171,9 @@ def run_config(cell_name: str, T: int, H: int, B: int, solvers: list[str], modes
         for s in solvers:
             est = estimate_mib(s, mode, B, T, H)
             row = dict(base, solver=s, estimated_mib=round(est, 3), skipped=None)
-            if not fits[(s, mode)]:
+            if s in slow:
+                row["skipped"] = slow[s]
+            elif not fits[(s, mode)]:
                 row["skipped"] = skip_reason(est)
             else:
                 call, compile_s, peak = build(cell, SOLVERS[s], mode, params, xs, g)
@@ -225,7 +257,8 @@ def markdown(doc: dict) -> str:
            f"float32; input size = H; median of {settings['reps']} interleaved rounds (ms); ratios are sequential / "
            f"solver (above 1: the parallel solver is faster); iterations and error are those of `jrnn.newton_scan` "
            f"forward against the sequential `ys`; peak memory from XLA's compiled memory analysis; skipped above "
-           f"~{settings['max_mib']:g} MiB estimated.", ""]
+           f"~{settings['max_mib']:g} MiB estimated or ~{settings.get('max_seconds', float('inf')):g} s per call "
+           f"estimated (see the module docstring).", ""]
     fields = ([("median_ms", f"{s} ms", s) for s in solvers]
               + ([("speedup", f"seq/{s}", s) for s in parallel] if "sequential" in solvers else [])
               + [("iterations", f"{s} iters", s) for s in parallel]
@@ -265,6 +298,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     parser.add_argument("--reps", type=int, default=None, help="timed rounds per configuration (default 5, quick 2)")
     parser.add_argument("--max-mib", type=float, default=12000.0, help="skip a solver estimated above this (MiB)")
+    parser.add_argument("--max-seconds", type=float, default=20.0,
+                        help="skip a parallel solver whose call is estimated above this (seconds)")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "parallel.md")
     parser.add_argument("--json", type=pathlib.Path, default=ROOT / "benchmarks" / "parallel.json")
     args = parser.parse_args(argv)
@@ -299,17 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse(argv)
     started = time.time()
-    rows = []
+    rows, iterations = [], {}
     for cell in args.cells:
         for B in args.B:
             for H in args.H:
                 for T in args.T:
                     rows += run_config(cell, T, H, B, args.solvers, args.modes, args.reps, args.max_mib,
-                                       log=lambda s: print(s, file=sys.stderr, flush=True))
+                                       log=lambda s: print(s, file=sys.stderr, flush=True),
+                                       max_seconds=args.max_seconds, iterations=iterations)
     doc = dict(command=" ".join(["python -m benchmarks parallel", *argv]),
                date=datetime.date.today().isoformat(), seconds=round(time.time() - started, 1), machine=machine(),
                settings=dict(cells=args.cells, T=args.T, H=args.H, B=args.B, solvers=args.solvers, modes=args.modes,
-                             reps=args.reps, max_mib=args.max_mib),
+                             reps=args.reps, max_mib=args.max_mib, max_seconds=args.max_seconds),
                rows=rows)
     text = markdown(doc)
     for path, content in ((args.json, json.dumps(doc, indent=1) + "\n"), (args.out, text + "\n")):
