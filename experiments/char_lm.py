@@ -42,11 +42,11 @@ PROFILES = {
                  max_norm=5.0, evals=8, valid_chars=None, eval_streams=16, test_streams=1, prompt="def ",
                  sample_chars=600, temperatures=(0.5, 1.0), sample_models=("tanh-rnn", "gru", "lstm", "lstm-2"),
                  limit=None),
-    # Recurrent regularisation on the full profile's LSTM (about 35 minutes on 2 cores): none, Gal & Ghahramani's
+    # Recurrent regularisation on the full profile's LSTM (about 20 minutes on 2 cores): none, Gal & Ghahramani's
     # variational dropout (one mask per stream and window on the inputs, the state entering W, the outputs), and
-    # Merity et al.'s weight drop on W; 8 M training characters each (about 2 epochs), the rates not tuned.
+    # Merity et al.'s weight drop on W; 4 M training characters each (about one epoch), the rates not tuned.
     "regularise": dict(models=("lstm", "lstm+vd", "lstm+wd"), params=400_000, embed=64, batch=16, window=100,
-                       chars=8_000_000, lr={"lstm": 5e-3, "lstm+vd": 5e-3, "lstm+wd": 5e-3}, max_norm=5.0,
+                       chars=4_000_000, lr={"lstm": 5e-3, "lstm+vd": 5e-3, "lstm+wd": 5e-3}, max_norm=5.0,
                        evals=6, valid_chars=None, eval_streams=16, test_streams=1, prompt="def ", sample_chars=300,
                        temperatures=(0.5,), sample_models=(), limit=None),
 }
