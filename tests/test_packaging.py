@@ -44,6 +44,22 @@ def test_every_example_block_is_a_doctest():
     assert found == in_source, f"{in_source - found} Example: block(s) are in docstrings doctest does not collect"
 
 
+def test_every_lower_bound_is_pinned_in_the_minimum_constraints_ci_can_run():
+    """jrnn's own dependencies and its features' extras (not the tools of test, docs and lint)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for name in ("torch", "flax", "plot", "checkpoint", "keras", "equinox", "experiments"):
+        requirements += [r for r in project["optional-dependencies"][name] if not r.startswith("jrnn")]
+    bounds = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", r.split(";")[0].strip()).groups()
+                  for r in requirements if ">=" in r)
+    pins = dict(line.split("==") for line in (ROOT / ".ci" / "minimum.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    for name, bound in bounds.items():
+        assert name in pins, f".ci/minimum.txt does not pin {name}, which pyproject.toml bounds at >={bound}"
+        pinned = tuple(int(v) for v in pins[name].split("."))
+        assert pinned[:len(bound.split("."))] == tuple(int(v) for v in bound.split(".")), (name, bound, pins[name])
+
+
 def test_version_lives_in_one_place_and_starts_the_changelog():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
