@@ -61,8 +61,7 @@ def _compose_mobius(earlier, later):
     return product / jnp.max(product, axis=(-2, -1), keepdims=True)
 
 
-def damped_diagonal_step(a: jax.Array, b: jax.Array, s0: jax.Array, z: jax.Array, damping: float,
-                         smooth: bool = True) -> jax.Array:
+def damped_diagonal_step(a: jax.Array, b: jax.Array, s0: jax.Array, z: jax.Array, damping: float) -> jax.Array:
     """ELK's damped step for a diagonal recurrence: the minimiser over ``s [B, T, D]`` of
     ``Σ_t (s_t - a_t s_{t-1} - b_t)² + damping · Σ_t (s_t - z_t)²``, coordinate by coordinate, with ``s_0 = s0``.
 
@@ -87,8 +86,6 @@ def damped_diagonal_step(a: jax.Array, b: jax.Array, s0: jax.Array, z: jax.Array
     K = lam * P_pred / (1 + lam * P_pred)
     # Filtered means: m_t = (1 - K) (a m_{t-1} + b) + K z.
     m = linear_scan((1 - K) * a, (1 - K) * b + K * z, s0)
-    if not smooth:
-        return m
     m_pred_next = a[:, 1:] * m[:, :-1] + b[:, 1:]
     # Smoothed means: m^s_t = m_t + G_t (m^s_{t+1} - a_{t+1} m_t - b_{t+1}), G_t = P_t a_{t+1} / P^-_{t+1}.
     G = jnp.concatenate([P[:, :-1] * a[:, 1:] / P_pred[:, 1:], jnp.zeros_like(P[:, :1])], axis=1)
