@@ -335,6 +335,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     started = time.time()
     rows, iterations = [], {}
+
+    def write() -> str:  # after every configuration, so that an interrupted run keeps what it measured
+        doc = dict(command=" ".join(["python -m benchmarks parallel", *argv]),
+                   date=datetime.date.today().isoformat(), seconds=round(time.time() - started, 1),
+                   machine=machine(),
+                   settings=dict(cells=args.cells, T=args.T, H=args.H, B=args.B, solvers=args.solvers,
+                                 modes=args.modes, reps=args.reps, max_mib=args.max_mib,
+                                 max_seconds=args.max_seconds),
+                   rows=rows)
+        text = markdown(doc)
+        for path, content in ((args.json, json.dumps(doc, indent=1) + "\n"), (args.out, text + "\n")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        return text
+
+    text = write()
     for cell in args.cells:
         for B in args.B:
             for H in args.H:
@@ -342,15 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows += run_config(cell, T, H, B, args.solvers, args.modes, args.reps, args.max_mib,
                                        log=lambda s: print(s, file=sys.stderr, flush=True),
                                        max_seconds=args.max_seconds, iterations=iterations)
-    doc = dict(command=" ".join(["python -m benchmarks parallel", *argv]),
-               date=datetime.date.today().isoformat(), seconds=round(time.time() - started, 1), machine=machine(),
-               settings=dict(cells=args.cells, T=args.T, H=args.H, B=args.B, solvers=args.solvers, modes=args.modes,
-                             reps=args.reps, max_mib=args.max_mib, max_seconds=args.max_seconds),
-               rows=rows)
-    text = markdown(doc)
-    for path, content in ((args.json, json.dumps(doc, indent=1) + "\n"), (args.out, text + "\n")):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+                    text = write()
     print(text)
     return 0
 
