@@ -1,15 +1,17 @@
 """``python -m benchmarks parallel [--quick] [--cells elman,gru] [--T 1000,10000,100000] [--H 1,8,32,64] [--B 1,16]
-[--solvers sequential,deer,quasi] [--modes fwd,fwdbwd] [--reps 5] [--max-mib 12000] [--max-seconds 20] [--out MD]
+[--solvers sequential,deer,quasi,elk] [--modes fwd,fwdbwd] [--reps 5] [--max-mib 12000] [--max-seconds 20] [--out MD]
 [--json JSON]``
 
 Parallel in time against one step after another: :func:`jrnn.scan` with its default sequential (fused) path, with
 ``solver=jrnn.deer()`` (Newton's method, full ``[D, D]`` state Jacobians, each iteration one
-``jax.lax.associative_scan``) and with ``solver=jrnn.quasi_deer()`` (diagonal Jacobians), on the CPU in float32.
+``jax.lax.associative_scan``), with ``solver=jrnn.quasi_deer()`` (diagonal Jacobians) and with ``solver=jrnn.elk()``
+(diagonal, each step damped by a parallel Kalman smoother), on the CPU in float32.
 
 Grid: cells ``jrnn.elman(H)`` (tanh) and ``jrnn.gru(H)``, sequence length T, state size H (D = H for both cells),
 batch B; the input size is H as well (1 when H = 1). Modes: ``fwd`` is ``jax.jit`` of the scan's outputs ``ys``;
 ``fwdbwd`` is ``jax.jit(jax.grad(vdot(ys, g)))`` with respect to the parameters and the inputs (DEER's gradient is
-its implicit adjoint recurrence, by associative scan; quasi-DEER's a reverse loop of vector-Jacobian products).
+its implicit adjoint recurrence, by associative scan; quasi-DEER's and ELK's a reverse loop of vector-Jacobian
+products).
 
 Method: for each (cell, T, H, B, mode) every solver is compiled (``jit(...).lower(...).compile()``, timed: the
 compile column) and run once to warm up; then ``reps`` rounds each time one call of every solver, in an order
@@ -17,11 +19,12 @@ rotated from round to round, so that all see the same machine load. Reported: th
 sequential / solver (above 1: the parallel solver is faster), the compiled peak memory (XLA's
 ``memory_analysis()``: temp + arguments + outputs - aliased, as ``benchmarks/remat_memory.py``), and, once per
 (cell, T, H, B), the Newton iterations that :func:`jrnn.newton_scan` needed on the same inputs (forward) with
-whether it converged, and the largest ``|ys - ys_sequential|``.
+whether it converged, and the largest ``|ys - ys_sequential|``; and the iterations from the warm start
+``init="step"`` (every state guessed as one step from the initial state, ``f(s_0, x_t)``) instead of zeros.
 
 Memory guard: before anything is built, each solver's peak is estimated (``estimate_mib``: about 6 copies of the
-``B T D D`` Jacobians plus 8 of the ``B T D`` states for DEER, 8 of the ``B T D`` states for quasi-DEER and the
-sequential scan, plus inputs, outputs and gradients); above ``--max-mib`` the solver is skipped and its row says
+``B T D D`` Jacobians plus 8 of the ``B T D`` states for DEER, 16 of the states for ELK, 8 of them for quasi-DEER
+and the sequential scan, plus inputs, outputs and gradients); above ``--max-mib`` the solver is skipped and its row says
 ``"skipped": "memory: ~N MiB estimated"``. The estimate sits next to the measured peak in the JSON.
 
 Time guard: before a parallel solver is timed, one Newton iteration is (``max_iters=1``); its seconds times the
@@ -53,9 +56,9 @@ import numpy as np
 import jrnn
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-HEADER = "## Parallel in time (DEER, quasi-DEER) against the sequential scan"
+HEADER = "## Parallel in time (DEER, quasi-DEER, ELK) against the sequential scan"
 CELLS = {"elman": jrnn.elman, "gru": jrnn.gru}
-SOLVERS = {"sequential": None, "deer": jrnn.deer(), "quasi": jrnn.quasi_deer()}
+SOLVERS = {"sequential": None, "deer": jrnn.deer(), "quasi": jrnn.quasi_deer(), "elk": jrnn.elk()}
 MODES = ("fwd", "fwdbwd")
 FLOAT_BYTES = 4  # float32
 MIB = 2 ** 20
@@ -69,10 +72,11 @@ def input_size(H: int) -> int:
 def estimate_mib(solver: str, mode: str, B: int, T: int, H: int) -> float:
     """A rough peak (MiB) of one compiled call, from the shapes alone: the inputs ``[B, T, I]``, outputs ``[B, T, H]``
     (and the cotangent and the input gradient for ``fwdbwd``), plus ~6 copies of the ``[B, T, D, D]`` Jacobians
-    (the associative scan's levels) and ~8 of the ``[B, T, D]`` states for DEER, ~8 of the states otherwise."""
+    (the associative scan's levels) and ~8 of the ``[B, T, D]`` states for DEER, ~16 of the states for ELK (its
+    smoother's 2 x 2 Riccati matrices and three scans), ~8 of the states otherwise."""
     D, I = H, input_size(H)
     io = B * T * (I + H) + (B * T * (H + I) if mode == "fwdbwd" else 0)
-    work = 8 * B * T * D + (6 * B * T * D * D if solver == "deer" else 0)
+    work = (16 if solver == "elk" else 8) * B * T * D + (6 * B * T * D * D if solver == "deer" else 0)
     return (io + work) * FLOAT_BYTES / MIB
 
 
@@ -118,7 +122,8 @@ def build(cell, solver, mode: str, params, xs, g):
 
 def accuracy(cell, params, xs, solvers: list[str], fits) -> dict:
     """Per parallel solver that fits in memory: Newton iterations, final residual and convergence of
-    :func:`jrnn.newton_scan` (forward), and ``max |ys - ys_sequential|``."""
+    :func:`jrnn.newton_scan` (forward) from its default zero guess, and ``max |ys - ys_sequential|``; then the
+    iterations and convergence from the warm start ``init="step"`` (``f(s_0, x_t)`` at every step)."""
     if not fits("sequential"):
         return {}
     reference = np.asarray(jax.jit(lambda p, x: jrnn.scan(cell, p, x)[0])(params, xs))
@@ -127,8 +132,11 @@ def accuracy(cell, params, xs, solvers: list[str], fits) -> dict:
         if SOLVERS[name] is None or not fits(name):
             continue
         ys, _, info = jax.jit(lambda p, x, s=SOLVERS[name]: jrnn.newton_scan(cell, p, x, solver=s))(params, xs)
+        warm = dataclasses.replace(SOLVERS[name], init="step")
+        _, _, step = jax.jit(lambda p, x, s=warm: jrnn.newton_scan(cell, p, x, solver=s))(params, xs)
         out[name] = dict(iterations=int(info.iterations), converged=bool(info.converged),
-                         residual=float(info.residual), max_abs_err=float(np.max(np.abs(np.asarray(ys) - reference))))
+                         residual=float(info.residual), max_abs_err=float(np.max(np.abs(np.asarray(ys) - reference))),
+                         iterations_step=int(step.iterations), converged_step=bool(step.converged))
     return out
 
 
@@ -220,8 +228,9 @@ def _cell(row: dict | None, field: str) -> str:
         return _ms(v)
     if field == "speedup":
         return f"{v:.2f}"
-    if field == "iterations":
-        return f"{v}" + ("" if row.get("converged") else " (not converged)")
+    if field in ("iterations", "iterations_step"):
+        converged = row.get("converged" if field == "iterations" else "converged_step")
+        return f"{v}" + ("" if converged else " (not converged)")
     if field == "max_abs_err":
         return f"{v:.1e}"
     if field == "peak_mib":
@@ -256,12 +265,14 @@ def markdown(doc: dict) -> str:
            f"Machine: {m['processor'] or 'unknown processor'}, {m['cpus']} CPUs, jax {m['jax']}, {doc['date']}. "
            f"float32; input size = H; median of {settings['reps']} interleaved rounds (ms); ratios are sequential / "
            f"solver (above 1: the parallel solver is faster); iterations and error are those of `jrnn.newton_scan` "
-           f"forward against the sequential `ys`; peak memory from XLA's compiled memory analysis; skipped above "
+           f"forward against the sequential `ys` (from the zero guess; \"step init\" from the warm start "
+           f"`init='step'`, f(s_0, x_t) at every step); peak memory from XLA's compiled memory analysis; skipped above "
            f"~{settings['max_mib']:g} MiB estimated or ~{settings.get('max_seconds', float('inf')):g} s per call "
            f"estimated (see the module docstring).", ""]
     fields = ([("median_ms", f"{s} ms", s) for s in solvers]
               + ([("speedup", f"seq/{s}", s) for s in parallel] if "sequential" in solvers else [])
               + [("iterations", f"{s} iters", s) for s in parallel]
+              + [("iterations_step", f"{s} iters, step init", s) for s in parallel]
               + [("max_abs_err", f"{s} err", s) for s in parallel]
               + [("peak_mib", f"{s} MiB", s) for s in solvers]
               + [("compile_s", f"{s} compile s", s) for s in solvers])

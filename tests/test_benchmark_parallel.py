@@ -18,17 +18,18 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(out_json.read_text())["rows"]
-    assert {r["solver"] for r in rows} == {"sequential", "deer", "quasi"}
+    assert {r["solver"] for r in rows} == {"sequential", "deer", "quasi", "elk"}
     assert {(r["H"], r["mode"]) for r in rows} == {(1, "fwd"), (8, "fwd"), (1, "fwdbwd"), (8, "fwdbwd")}
     for r in rows:
         assert r["skipped"] is None and r["median_ms"] > 0 and len(r["samples_ms"]) == 2
         if r["solver"] != "sequential":
             assert r["iterations"] >= 1 and r["converged"]
+            assert r["iterations_step"] >= 1 and r["converged_step"]  # the warm start f(s_0, x_t)
             assert r["max_abs_err"] < 1e-4
             assert r["speedup"] > 0
     md = out_md.read_text()
     assert parallel.HEADER in md and "python -m benchmarks parallel --quick" in md
-    assert "| T | H | B |" in md and "|---:|" in md and "Crossover" in md
+    assert "| T | H | B |" in md and "elk iters, step init" in md and "|---:|" in md and "Crossover" in md
     assert md.strip() in done.stdout
 
 

@@ -122,10 +122,33 @@ def test_quasi_deer_is_deer_on_a_cell_with_a_diagonal_jacobian(x64):
     assert max_abs(full[0], diagonal[0]) < 1e-12
 
 
-def test_elk_stays_finite_where_deer_overflows_and_the_fallback_is_the_sequential_answer():
-    # W = 2 I: the linearisation around the zero guess multiplies by about 2 per step, and 2^300 overflows
-    # float32 in DEER's and quasi-DEER's linear solves; ELK's Kalman smoother keeps its iterates finite. (This
-    # recurrence is bistable, tanh's two saturated fixed points, and none of the three converges fast on it.)
+def test_elk_converges_where_deer_and_quasi_deer_overflow():
+    # s_t = tanh(1.5 s_{t-1} + 0.3 x_t + 0.5) has one fixed point (about 0.96), attracting (|f'| about 0.12 there):
+    # sequentially it is as tame as a recurrence gets. But around DEER's zero guess f' = 1.5 sech²(0.3 x + 0.5) is
+    # about 1.2, and the product of 1000 of them (about 1e72) overflows float32 in the first linear solve. ELK's
+    # Kalman smoother caps that amplification (about 1/√λ), the saturating tanh pulls the next iterate back, and
+    # Newton converges.
+    cell = jrnn.elman(1)
+    params = cell.init(jax.random.key(0), 1)
+    params = params._replace(W=jnp.full((1, 1), 1.5), U=jnp.full((1, 1), 0.3), b_U=jnp.full((1,), 0.5),
+                             b_W=jnp.zeros(1))
+    xs = jax.random.normal(jax.random.key(1), (4, 1000, 1))
+    want, _ = jrnn.scan(cell, params, xs)
+    assert want.dtype == jnp.float32
+    for solver in (jrnn.deer(fallback="none"), jrnn.quasi_deer(fallback="none")):
+        _, _, info = jrnn.newton_scan(cell, params, xs, solver=solver)
+        assert not bool(info.converged) and not np.isfinite(float(info.residual))  # the iterate overflowed
+    ys, _, info = jrnn.newton_scan(cell, params, xs, solver=jrnn.elk(fallback="none"))
+    assert bool(info.converged) and int(info.iterations) <= 30, info  # 13 when written; T = 1000
+    np.testing.assert_allclose(ys, want, atol=1e-5)
+    _, _, slow = jrnn.newton_scan(cell, params, xs, solver=jrnn.elk(1e-2, fallback="none"))
+    assert int(slow.iterations) > int(info.iterations)  # a large λ is a small trust region: it crawls (23 then)
+
+
+def test_elk_stays_finite_on_a_bistable_recurrence_and_the_fallback_is_the_sequential_answer():
+    # W = 2 I: tanh's two saturated fixed points, the state decided by a sensitive transient. DEER's and
+    # quasi-DEER's first solve overflows (about 2^300); ELK's iterates stay finite but do not converge (no method of
+    # the family converges fast on a multistable recurrence), and the fallback gives the sequential answer.
     cell = jrnn.elman(4)
     params = cell.init(jax.random.key(0), F)
     params = params._replace(W=2.0 * jnp.eye(4) + 0.1 * params.W, U=0.5 * params.U)
@@ -140,6 +163,32 @@ def test_elk_stays_finite_where_deer_overflows_and_the_fallback_is_the_sequentia
         ys, _, info = jrnn.newton_scan(cell, params, xs, solver=solver)
         assert not bool(info.converged)
         np.testing.assert_allclose(ys, want, atol=1e-6)  # float32 rounding: the sequential answer, not an iterate
+
+
+def test_the_damped_step_stays_finite_where_the_linear_solve_overflows():
+    a = jnp.full((1, 200, 1), 3.0)  # 3^200 overflows float32
+    b, s0, z = jnp.ones((1, 200, 1)), jnp.zeros((1, 1)), jnp.zeros((1, 200, 1))
+    assert not bool(jnp.all(jnp.isfinite(linear_scan(a, b, s0))))
+    for dtype, damping in ((jnp.float32, 1e-8), (jnp.float16, 1e-8)):  # float16: the smoother runs in float32
+        step = damped_diagonal_step(a.astype(dtype), b.astype(dtype), s0.astype(dtype), z.astype(dtype), damping)
+        assert step.dtype == dtype and bool(jnp.all(jnp.isfinite(step)))
+        assert float(jnp.max(jnp.abs(step))) < 1e5  # amplification about 1/√λ at most
+
+
+def test_the_step_warm_start_makes_the_first_state_exact_before_any_iteration(x64):
+    cell, params, xs, state = problem("gru")
+    lengths = jnp.array([T, 17, 0])
+    kwargs = dict(lengths=lengths, initial_state=state)
+    want, _ = sequential(cell, params, xs, **kwargs)
+    for k in (1, 3):  # after k iterations from f(s_0, x_t), the first k + 1 states are exact
+        ys, _, _ = jrnn.newton_scan(cell, params, xs, solver=jrnn.deer(init="step", max_iters=k, fallback="none"),
+                                    **kwargs)
+        assert max_abs(ys[:, :k + 1], want[:, :k + 1]) < 1e-12
+        assert max_abs(ys[0, k + 1:], want[0, k + 1:]) > 1e-8
+    for method in SOLVERS:
+        ys, _, info = jrnn.newton_scan(cell, params, xs, solver=SOLVERS[method](init="step", fallback="none"),
+                                       **kwargs)
+        assert bool(info.converged) and max_abs(ys, want) < 1e-8
 
 
 @pytest.mark.parametrize("name,H,method", [("elman", 8, "deer"), ("gru", 32, "deer"), ("gru", 8, "quasi_deer")])

@@ -66,6 +66,9 @@ def damped_diagonal_step(a: jax.Array, b: jax.Array, s0: jax.Array, z: jax.Array
     ``Σ_t (s_t - a_t s_{t-1} - b_t)² + damping · Σ_t (s_t - z_t)²``, coordinate by coordinate, with ``s_0 = s0``.
 
     ``damping = 0`` is the undamped step ``s_t = a_t s_{t-1} + b_t``; as it grows, the step stays nearer ``z``.
+    For any ``damping > 0`` the filter's variance is at most about ``1 / damping``, so however large the ``a_t``,
+    the step departs from ``z`` by at most about ``1/√damping`` times the size of ``b`` (no overflow). 16-bit
+    inputs are computed in float32 and the step returned in their dtype.
 
     Example:
       >>> import jax.numpy as jnp
@@ -74,6 +77,9 @@ def damped_diagonal_step(a: jax.Array, b: jax.Array, s0: jax.Array, z: jax.Array
       >>> damped_diagonal_step(a, b, jnp.zeros((1, 1)), z, 0.0)[0, :, 0]
       Array([1., 2.], dtype=float32)
     """
+    dtype = b.dtype
+    if jnp.finfo(dtype).bits < 32:  # a 16-bit float holds neither a small λ nor the variances up to 1/λ
+        a, b, s0, z = (v.astype(jnp.float32) for v in (a, b, s0, z))
     lam = jnp.asarray(damping, b.dtype)
     # The filter's variance: P_t = (a² P + 1) / (λ a² P + 1 + λ), P_0 = 0, in homogeneous coordinates.
     a2 = a * a
@@ -90,4 +96,4 @@ def damped_diagonal_step(a: jax.Array, b: jax.Array, s0: jax.Array, z: jax.Array
     # Smoothed means: m^s_t = m_t + G_t (m^s_{t+1} - a_{t+1} m_t - b_{t+1}), G_t = P_t a_{t+1} / P^-_{t+1}.
     G = jnp.concatenate([P[:, :-1] * a[:, 1:] / P_pred[:, 1:], jnp.zeros_like(P[:, :1])], axis=1)
     offset = m - G * jnp.concatenate([m_pred_next, jnp.zeros_like(m[:, :1])], axis=1)
-    return linear_scan(G, offset, jnp.zeros_like(s0), reverse=True)
+    return linear_scan(G, offset, jnp.zeros_like(s0), reverse=True).astype(dtype)

@@ -12,8 +12,8 @@ and solving that for every ``t`` is a *linear* recurrence ``s_t = J_t s_{t-1} + 
 and so on by induction), so ``T`` iterations always reach the sequential answer; Newton's quadratic convergence
 usually needs far fewer. quasi-DEER keeps only the diagonal of ``J_t`` (``O(D)`` per step instead of ``O(D³)``;
 the prefix argument still holds); ELK (Gonzalez et al., NeurIPS 2024, arXiv 2407.19115) damps each step,
-Levenberg-Marquardt style, so that it cannot run away where undamped Newton does (``linear_scan.py``; jrnn's ELK is
-the diagonal form, the paper's quasi-ELK).
+Levenberg-Marquardt style, by a Kalman smoother whose gain caps how far one linear solve can amplify, so its iterates
+stay finite where DEER's overflow (``linear_scan.py``; jrnn's ELK is the diagonal form, the paper's quasi-ELK).
 
 Gradients come from the implicit function theorem, not from differentiating the iterations: at the solution,
 ``dL/dθ = Σ_t λ_tᵀ ∂f/∂θ (s_{t-1}, x_t)`` with the adjoint ``λ_t = ∂L/∂s_t + J_{t+1}ᵀ λ_{t+1}``, one more linear
@@ -37,8 +37,8 @@ from jrnn._src.sequences import per_step, reverse_sequences, valid_mask
 from jrnn._src.types import prepare
 
 METHODS = ("sequential", "deer", "quasi_deer", "elk")
+INITS = ("zeros", "state", "step")
 TOLERANCE = {8: 1e-10, 4: 1e-5, 2: 1e-2}  # default atol = rtol, by the state dtype's itemsize
-DAMPING_DOWN, DAMPING_UP = 0.5, 4.0  # ELK's damping after a step that lowered Σ r², and after one that did not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _check(method: str, max_iters, atol, rtol, damping, init, fallback, gradient
             raise ValueError(f"{where}: expected {name} to be None or a number >= 0, got {value!r}")
     if not (isinstance(damping, int | float) and damping >= 0):
         raise ValueError(f"{where}: expected damping to be a number >= 0, got {damping!r}")
-    for name, value, allowed in (("init", init, ("zeros", "state")), ("fallback", fallback, ("sequential", "none")),
+    for name, value, allowed in (("init", init, INITS), ("fallback", fallback, ("sequential", "none")),
                                  ("gradient", gradient, ("parallel", "sequential"))):
         if value not in allowed:
             raise ValueError(f"{where}: expected {name} to be one of {allowed}, got {value!r}")
@@ -113,7 +113,10 @@ def deer(*, max_iters: int | None = None, atol: float | None = None, rtol: float
         so T steps always reach the sequential answer).
       atol, rtol: converged when ``|s_t - f(s_{t-1}, x_t)| <= atol + rtol |f(s_{t-1}, x_t)|`` at every step; by
         default 1e-10 for float64 states, 1e-5 for float32 and 1e-2 for 16-bit floats.
-      init: the first guess of every state: ``"zeros"``, or ``"state"`` (the initial state at every step).
+      init: the first guess of every state: ``"zeros"``; ``"state"``, the initial state at every step; or
+        ``"step"``, one step from the initial state at every step, ``f(s_0, x_t)`` (ParaRNN's guess: one parallel
+        evaluation of the cell, and ``s_1`` is exact before the first iteration). Measured on the benchmark grid:
+        docs/concepts/parallel-in-time.md.
       fallback: ``"sequential"`` (default) runs the sequential scan when Newton did not converge (or diverged)
         within ``max_iters``, so the answer is always the recurrence's; ``"none"`` returns the last iterate,
         allowed only in :func:`jrnn.newton_scan`, whose ``info`` says so.
@@ -151,24 +154,31 @@ def quasi_deer(*, max_iters: int | None = None, atol: float | None = None, rtol:
     return _check("quasi_deer", max_iters, atol, rtol, 0.0, init, fallback, gradient)
 
 
-def elk(damping: float = 1.0, *, max_iters: int | None = None, atol: float | None = None,
+def elk(damping: float = 1e-8, *, max_iters: int | None = None, atol: float | None = None,
         rtol: float | None = None, init: str = "zeros", fallback: str = "sequential",
         gradient: str = "sequential") -> Solver:
     """ELK (Gonzalez et al. 2024): quasi-DEER with a Levenberg-Marquardt damped step,
     ``argmin_s Σ_t |s_t - a_t ⊙ s_{t-1} - b_t|² + λ Σ_t |s_t - s^(i)_t|²``, computed by a Kalman smoother that
-    runs in parallel over time (``jrnn/_src/linear_scan.py``). The smoother's recurrences are stable for any
-    ``λ > 0`` (a Kalman filter's gain shrinks an unstable ``a_t`` below 1), so ELK's iterates stay finite where
-    DEER's linear solve overflows (products of Jacobians above 1 over many steps). ``λ`` adapts as in
-    Levenberg-Marquardt: a step that lowers ``Σ_t |s_t - f(s_{t-1}, x_t)|²`` is kept and ``λ`` halved, one that
-    does not is undone and ``λ`` quadrupled; near the answer ``λ`` falls towards 0 and ELK converges like
-    quasi-DEER. (The paper keeps ``λ`` fixed; on the tests here a fixed ``λ`` converged only linearly near the
-    answer.) The first-k-states-exact property of DEER does not hold. This is the diagonal form (the paper's
-    quasi-ELK). Finite iterates are not convergence: on a chaotic or multistable recurrence no method of this
-    family converges fast (Gonzalez et al. 2025, "Predictability enables parallelization"), and the fallback then
-    gives the sequential answer. Other arguments as in :func:`jrnn.deer`.
+    runs in parallel over time (``jrnn/_src/linear_scan.py``), every step taken with the same ``λ`` (as in the
+    paper).
+
+    Where the diagonal Jacobians ``a_t`` exceed 1 over many steps, DEER's and quasi-DEER's linear solve multiplies
+    them together and overflows (``1.5^1000`` is out of float32's range); their iterate is then ``inf`` and only
+    the fallback is left. ELK's smoother is stable for any ``λ > 0``: the filter's gain lets the solve amplify by
+    about ``1/√λ`` at most, so where DEER's step would be astronomically large ELK's is merely large, the cell's
+    nonlinearity (a saturating ``tanh``, a gate) brings the next iterate back, and Newton goes on. Where DEER's
+    step is moderate, a small ``λ`` leaves it almost unchanged, so ELK then converges like quasi-DEER. Hence the
+    small default: on tanh RNNs whose linearisation around the zero guess is expansive, ``λ = 1e-8`` converged in
+    12 to 46 iterations at T = 1000 where DEER and quasi-DEER overflowed, while ``λ = 1e-2`` (a trust region
+    of about 10) crawled and mostly did not converge (docs/concepts/parallel-in-time.md). Finite iterates are not
+    convergence: on a chaotic or multistable recurrence no method of this family converges fast (Gonzalez et al.
+    2025, "Predictability enables parallelization"), and the fallback then gives the sequential answer. The
+    first-k-states-exact property of DEER holds only approximately (exactly at ``λ = 0``). This is the diagonal
+    form (the paper's quasi-ELK). Other arguments as in :func:`jrnn.deer`.
 
     Args:
-      damping: the initial ``λ >= 0``; 0 is quasi-DEER (and stays 0).
+      damping: ``λ >= 0``, the weight of the last iterate; 0 is quasi-DEER. The smoother runs in float32 for a
+        16-bit state (which holds neither ``1e-8`` nor variances up to ``1/λ``).
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
@@ -300,31 +310,24 @@ class _Problem:
             values = self.f_all(params, _previous(states, s0), xs, valid, m)
             error = jnp.abs(states - values)
             done = jnp.all(error <= atol + rtol * jnp.abs(values))
-            error = jnp.where(jnp.isnan(error), jnp.inf, error)
-            return values, done, jnp.max(error), jnp.sum(error * error)
+            return values, done, jnp.max(jnp.where(jnp.isnan(error), jnp.inf, error))
 
         guess = jnp.zeros_like(xs[..., :1] * s0[:, None, :1], shape=(*xs.shape[:2], s0.shape[-1]))
-        if solver.init == "state":
+        if solver.init != "zeros":
             guess = guess + s0[:, None]
+        if solver.init == "step":
+            guess = self.f_all(params, guess, xs, valid, m)
 
         def cond(carry):
-            k, _, _, done, residual, _, _ = carry
+            k, _, _, done, residual = carry
             return ~done & jnp.isfinite(residual) & (k < max_iters)
 
         def body(carry):
-            k, states, values, done, residual, merit, damping = carry
-            proposal = self.newton_step(params, xs, s0, valid, m, states, values, damping)
-            new = (proposal, *evaluate(proposal))
-            if solver.method != "elk":
-                return (k + 1, *new, damping)
-            # Levenberg-Marquardt: keep a step that lowers Σ r², and trust the model more; else stay, trust less.
-            better = new[4] <= merit
-            kept = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new,
-                                          (states, values, done, residual, merit))
-            return (k + 1, *kept, jnp.where(better, damping * DAMPING_DOWN, damping * DAMPING_UP))
+            k, states, values, _, _ = carry
+            states = self.newton_step(params, xs, s0, valid, m, states, values, solver.damping)
+            return (k + 1, states, *evaluate(states))
 
-        start = (jnp.int32(0), guess, *evaluate(guess), jnp.asarray(solver.damping, s0.dtype))
-        k, states, _, done, residual, _, _ = jax.lax.while_loop(cond, body, start)
+        k, states, _, done, residual = jax.lax.while_loop(cond, body, (jnp.int32(0), guess, *evaluate(guess)))
         if solver.fallback == "sequential":
             states = jax.lax.cond(done, lambda: states, lambda: self.sequential(params, xs, s0, valid, m))
         return states, NewtonInfo(k, residual, done)
