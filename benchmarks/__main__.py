@@ -4,7 +4,8 @@ Times jrnn against PyTorch, Flax and Equinox on the CPU, forward and forward+bac
 ``benchmarks/grid.py``, and writes ``BENCHMARKS.md`` and ``benchmarks/results.json`` (``--md`` / ``--json``).
 
 ``python -m benchmarks parallel [options]`` runs ``benchmarks/parallel.py`` instead: jrnn's parallel-in-time
-solvers (DEER, quasi-DEER) against its sequential scan (``python -m benchmarks parallel --help``).
+solvers (DEER, quasi-DEER, ELK) against its sequential scan (``python -m benchmarks parallel --help``);
+``python -m benchmarks stability`` runs ``benchmarks/stability.py``: where DEER overflows, whether ELK converges.
 
 Method: one worker process per framework (``benchmarks/worker.py``). For each configuration every implementation
 is compiled and warmed up, then ``reps`` rounds run; a round times one call of every (implementation, mode) pair
@@ -133,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import parallel
 
         return parallel.main(given[1:])
+    if given[:1] == ["stability"]:
+        from benchmarks import stability
+
+        return stability.main(given[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="LSTM and GRU on two shapes, fewer rounds")
