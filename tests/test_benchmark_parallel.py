@@ -14,12 +14,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def test_quick_run_writes_json_and_markdown(tmp_path):
     out_md, out_json = tmp_path / "p.md", tmp_path / "p.json"
-    cmd = [sys.executable, "-m", "benchmarks", "parallel", "--quick", "--out", str(out_md), "--json", str(out_json)]
+    cmd = [sys.executable, "-m", "benchmarks", "parallel", "--quick", "--H", "8", "--T", "200", "--out", str(out_md),
+           "--json", str(out_json)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(out_json.read_text())["rows"]
     assert {r["solver"] for r in rows} == {"sequential", "deer", "quasi", "elk"}
-    assert {(r["H"], r["mode"]) for r in rows} == {(1, "fwd"), (8, "fwd"), (1, "fwdbwd"), (8, "fwdbwd")}
+    assert {(r["H"], r["T"], r["mode"]) for r in rows} == {(8, 200, "fwd"), (8, 200, "fwdbwd")}
     for r in rows:
         assert r["skipped"] is None and r["median_ms"] > 0 and len(r["samples_ms"]) == 2
         if r["solver"] != "sequential":
