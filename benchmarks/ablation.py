@@ -20,8 +20,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import fused as fused_mod
-from jrnn._src.fused_cells import LSTMKernel, kernel_for
+from jrnn._src.solvers import fused as fused_mod
+from jrnn._src.solvers.kernels import LSTMKernel, kernel_for
 
 VARIANTS = ("abl_hoist_scan", "abl_fused_autodiff", "abl_unroll2", "abl_unroll4", "abl_unroll8", "abl_packed")
 

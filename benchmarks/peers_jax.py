@@ -7,7 +7,7 @@ Each builder returns ``(fwd, fwdbwd)``, two zero-argument callables running one 
   the input, as ``torch``'s ``ys.backward(g)`` computes with ``x.requires_grad``.
 
 jrnn gets PyTorch's weights through ``jrnn.from_torch``; Flax and Equinox use their own initialisations (only
-speed is compared here; equality with PyTorch is tested in ``tests/test_fused.py``).
+speed is compared here; equality with PyTorch is tested in ``tests/solvers/test_fused.py``).
 """
 
 from __future__ import annotations

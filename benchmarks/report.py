@@ -264,7 +264,7 @@ def markdown(doc: dict) -> str:
         "to every parameter and the input (PyTorch: `ys.backward(g)` with `x.requires_grad`).",
         "- float32, batch-major `[B, T, I]`, I = H, one layer, zero initial state. jrnn runs PyTorch's weights "
         "through `jrnn.from_torch`: `jrnn` is that network as a user runs it (jrnn.deep -> jrnn.RNN -> "
-        "jrnn.scan, whose default fused path is jrnn/_src/fused.py); `jrnn plain` is "
+        "jrnn.scan, whose default fused path is jrnn/_src/solvers/fused.py); `jrnn plain` is "
         "`jrnn.scan(cell, params, xs, fused=False)`, a lax.scan over `cell.step` differentiated by JAX; "
         "`jrnn bf16` is `jrnn.scan(..., matmul_dtype=jnp.bfloat16)`, bfloat16 matmul operands with f32 "
         "accumulation and state, shown for information, not used for the targets. Flax is Linen `nn.RNN` of "

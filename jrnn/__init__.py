@@ -10,19 +10,12 @@ __version__ = "0.1.0"
 
 from jrnn import init, sharding
 from jrnn._src.bidirectional import Bidirectional, BidirectionalParams, BidirectionalState, bidirectional
-from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
-from jrnn._src.conv_lstm import ConvLSTMCell, ConvLSTMParams, conv_lstm
-from jrnn._src.deep import Deep, deep
-from jrnn._src.diagnostics import StateJacobians, elman_bound, gradient_report, state_jacobians, step_grad_norms
-from jrnn._src.elman import ElmanCell, ElmanParams, elman
-from jrnn._src.equinox_interop import EquinoxCell, from_equinox, to_equinox
-from jrnn._src.exprnn import ExpRNNCell, ExpRNNParams, ExpRNNPrepared, exprnn, exprnn_optimizer, modrelu
-from jrnn._src.flax_interop import FlaxRNN, from_flax, to_flax
-from jrnn._src.generate import generate, sample_logits
-from jrnn._src.gru import GRUCell, GRUParams, gru
-from jrnn._src.indrnn import IndRNNCell, IndRNNParams, indrnn, indrnn_constraint
-from jrnn._src.keras_interop import KerasRNN, from_keras, to_keras
-from jrnn._src.layer_norm import (
+from jrnn._src.cells.conv_lstm import ConvLSTMCell, ConvLSTMParams, conv_lstm
+from jrnn._src.cells.elman import ElmanCell, ElmanParams, elman
+from jrnn._src.cells.exprnn import ExpRNNCell, ExpRNNParams, ExpRNNPrepared, exprnn, exprnn_optimizer, modrelu
+from jrnn._src.cells.gru import GRUCell, GRUParams, gru
+from jrnn._src.cells.indrnn import IndRNNCell, IndRNNParams, indrnn, indrnn_constraint
+from jrnn._src.cells.layer_norm import (
     LayerNormGRUCell,
     LayerNormGRUParams,
     LayerNormLSTMCell,
@@ -30,24 +23,31 @@ from jrnn._src.layer_norm import (
     layer_norm_gru,
     layer_norm_lstm,
 )
+from jrnn._src.cells.lstm import LSTMCell, LSTMParams, LSTMState, lstm
+from jrnn._src.cells.mgu import MGUCell, MGUParams, mgu
+from jrnn._src.cells.min_rnn import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams, min_gru, min_lstm
+from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
+from jrnn._src.contract import Cell, SequenceLayer
+from jrnn._src.deep import Deep, deep
+from jrnn._src.diagnostics import StateJacobians, elman_bound, gradient_report, state_jacobians, step_grad_norms
+from jrnn._src.generate import generate, sample_logits
+from jrnn._src.interop.equinox import EquinoxCell, from_equinox, to_equinox
+from jrnn._src.interop.flax import FlaxRNN, from_flax, to_flax
+from jrnn._src.interop.keras import KerasRNN, from_keras, to_keras
+from jrnn._src.interop.torch import TorchRNN, from_torch, to_torch
 from jrnn._src.lm import LanguageModel, LanguageModelParams, language_model
 from jrnn._src.losses import last_valid, masked_cross_entropy, masked_mse
-from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
-from jrnn._src.mgu import MGUCell, MGUParams, mgu
-from jrnn._src.minimal import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams, min_gru, min_lstm
-from jrnn._src.newton import NewtonInfo, Solver, deer, elk, quasi_deer, sequential
 from jrnn._src.plotting import plot_gradient_flow
 from jrnn._src.readout import Readout, ReadoutParams, readout
 from jrnn._src.regularisation import RecurrentDropout, recurrent_dropout
 from jrnn._src.remat import checkpointed_scan
 from jrnn._src.scan import RNN, newton_scan, scan
 from jrnn._src.sequences import reverse_sequences, valid_mask
+from jrnn._src.solvers.newton import NewtonInfo, Solver, deer, elk, quasi_deer, sequential
 from jrnn._src.streams import bits_per_token, stream_windows
 from jrnn._src.tbptt import TruncatedBPTT, truncated_bptt
-from jrnn._src.torch_interop import TorchRNN, from_torch, to_torch
 from jrnn._src.train import Batch, SkipNonFiniteState, TrainStep, skip_nonfinite, supervised_loss, train_step
-from jrnn._src.types import Cell, SequenceLayer
 
 __all__ = [
     # contracts

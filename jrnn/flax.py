@@ -33,7 +33,7 @@ from jrnn._src.extras import require
 
 require("flax", "flax", "jrnn.flax")
 
-from jrnn._src import flax_linen as linen  # noqa: E402
-from jrnn._src import flax_nnx as nnx  # noqa: E402
+from jrnn._src.flax import linen as linen  # noqa: E402
+from jrnn._src.flax import nnx as nnx  # noqa: E402
 
 __all__ = ["linen", "nnx"]

@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import merge as merges
-from jrnn._src import newton
+from jrnn._src.contract import CannotStep, Cell, prepare
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
 from jrnn._src.sequences import per_step, valid_mask
-from jrnn._src.types import CannotStep, Cell, prepare
+from jrnn._src.solvers import newton
 
 
 class BidirectionalParams(NamedTuple):

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
+from jrnn._src.contract import CannotStep, Cell, SequenceLayer, prepare
 from jrnn._src.scan import RNN
-from jrnn._src.types import CannotStep, Cell, SequenceLayer, prepare
 
 
 @dataclasses.dataclass(frozen=True)

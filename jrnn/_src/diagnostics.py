@@ -29,11 +29,11 @@ from jax.flatten_util import ravel_pytree
 from jrnn._src import checks
 from jrnn._src import probes as P
 from jrnn._src.bidirectional import Bidirectional, BidirectionalState
+from jrnn._src.cells.elman import ElmanCell
+from jrnn._src.contract import prepare
 from jrnn._src.deep import Deep
-from jrnn._src.elman import ElmanCell
 from jrnn._src.losses import last_valid
 from jrnn._src.sequences import carry_dtype, reverse_sequences, valid_mask
-from jrnn._src.types import prepare
 
 
 def _check_inputs(xs, lengths, where):

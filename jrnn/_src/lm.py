@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn._src import checks, initializers
+from jrnn._src.contract import CannotStep, SequenceLayer
 from jrnn._src.deep import as_layer
 from jrnn._src.readout import Readout, ReadoutParams, readout
 from jrnn._src.sequences import valid_mask
-from jrnn._src.types import CannotStep, SequenceLayer
 
 
 class LanguageModelParams(NamedTuple):

@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src.bidirectional import Bidirectional, BidirectionalState
+from jrnn._src.cells.elman import ElmanCell
+from jrnn._src.cells.gru import GRUCell
+from jrnn._src.cells.lstm import LSTMState
+from jrnn._src.contract import Cell, input_shape, prepare
 from jrnn._src.deep import Deep
-from jrnn._src.elman import ElmanCell
-from jrnn._src.gru import GRUCell
-from jrnn._src.lstm import LSTMState
 from jrnn._src.scan import RNN
-from jrnn._src.types import Cell, input_shape, prepare
 
 
 def output_of_state(cell: Cell, state: Any, y: jax.Array) -> jax.Array:

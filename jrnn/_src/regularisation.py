@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src.types import Cell
+from jrnn._src.contract import Cell
 
 
 @dataclasses.dataclass(frozen=True)

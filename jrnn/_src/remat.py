@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
+from jrnn._src.contract import Cell, input_shape, prepare
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
 from jrnn._src.sequences import batch_like, carry_dtype, reverse_sequences
-from jrnn._src.types import Cell, input_shape, prepare
 
 
 def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,

@@ -9,12 +9,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, newton, parallel, regularisation
-from jrnn._src.fused import fused_layer
-from jrnn._src.fused_cells import kernel_for
+from jrnn._src import checks, regularisation
+from jrnn._src.contract import CannotStep, Cell, input_shape, prepare
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.sequences import batch_like, carry_dtype, keep_where, per_step, reverse_sequences, valid_mask
-from jrnn._src.types import CannotStep, Cell, input_shape, prepare
+from jrnn._src.solvers import associative as parallel
+from jrnn._src.solvers import newton
+from jrnn._src.solvers.fused import fused_layer
+from jrnn._src.solvers.kernels import kernel_for
 
 
 def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
@@ -50,10 +52,10 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     - the fused path (``fused=True``, the default) for the built-in cells, :func:`jrnn.elman`, :func:`jrnn.lstm`
       and :func:`jrnn.gru` (exact types): every input projection in one GEMM before the loop, one matmul per step,
       and a custom VJP whose backward loop carries only the state gradient, with the weight, bias and input
-      gradients as single GEMMs after the loop, as cuDNN does (``jrnn/_src/fused.py``; speed in BENCHMARKS.md);
+      gradients as single GEMMs after the loop, as cuDNN does (``jrnn/_src/solvers/fused.py``; speed in BENCHMARKS.md);
     - the parallel path (``fused=True``) for a cell whose recurrence is linear and diagonal in the state and
       declares it with ``log_coefficients`` (:func:`jrnn.min_gru`, :func:`jrnn.min_lstm`): every step at once
-      with ``jax.lax.associative_scan`` in log space, ``O(log T)`` deep instead of ``T`` (``jrnn/_src/parallel.py``).
+      with ``jax.lax.associative_scan`` in log space, ``O(log T)`` deep instead of ``T`` (``jrnn/_src/solvers/associative.py``).
       The cell's ``parallel`` option chooses it: by default on a GPU or TPU, not on a CPU, where the loop is faster;
     - the plain path: ``jax.lax.scan`` over ``cell.step``, differentiated by JAX, for every other cell and with
       ``fused=False``. Use it for forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``), which

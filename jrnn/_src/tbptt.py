@@ -23,9 +23,9 @@ import jax.numpy as jnp
 
 from jrnn._src import checks
 from jrnn._src.bidirectional import Bidirectional
+from jrnn._src.contract import SequenceLayer, prepare
 from jrnn._src.deep import Deep, as_layer
 from jrnn._src.scan import RNN
-from jrnn._src.types import SequenceLayer, prepare
 
 
 def _is_causal(layer: Any) -> bool:

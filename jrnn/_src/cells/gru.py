@@ -9,7 +9,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, gates, initializers
+from jrnn._src import checks, initializers
+from jrnn._src.cells import gates
 
 
 class GRUParams(NamedTuple):

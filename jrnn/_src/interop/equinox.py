@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn._src import interop_common as common
+from jrnn._src.cells.gru import GRUCell
+from jrnn._src.cells.lstm import LSTMCell, LSTMState
 from jrnn._src.extras import require
-from jrnn._src.gru import GRUCell
-from jrnn._src.lstm import LSTMCell, LSTMState
+from jrnn._src.interop import common as common
 
 _FEATURE = "jrnn.from_equinox / jrnn.to_equinox"
 

@@ -27,7 +27,7 @@ and :func:`prepare` below supply, and every consumer of cells (:func:`jrnn.scan`
   ``b_t > 0`` functions of ``x_t`` alone, and ``y_t = s_t``. :func:`jrnn.scan` can then evaluate the whole
   sequence in parallel over time (``jax.lax.associative_scan``) instead of step by step, which it does when the
   cell's ``parallel`` attribute is True, or None on a GPU or TPU backend (always for a cell without the
-  attribute; ``jrnn/_src/parallel.py``); ``step`` is still the definition (:func:`jrnn.min_gru`,
+  attribute; ``jrnn/_src/solvers/associative.py``); ``step`` is still the definition (:func:`jrnn.min_gru`,
   :func:`jrnn.min_lstm`).
 """
 
@@ -49,7 +49,7 @@ Shape = Sequence[int]
 class Cell(Protocol):
     """One step of a recurrence: ``step(params, state, x) -> (state, y)``.
 
-    Optional methods, read through defaults by every consumer (details in ``jrnn/_src/types.py``):
+    Optional methods, read through defaults by every consumer (details in ``jrnn/_src/contract.py``):
     ``input_shape(params)``, the per-step input shape when it is more than ``(input_size,)`` (ConvLSTM);
     ``prepare(params)``, per-sequence work done once before the time loop (expRNN's matrix exponential);
     ``log_coefficients(params, xs)``, a recurrence linear and diagonal in the state, which :func:`jrnn.scan`
@@ -88,7 +88,7 @@ def input_shape(cell: Cell, params: Params) -> tuple[int, ...]:
 
     Example:
       >>> import jax, jrnn
-      >>> from jrnn._src.types import input_shape
+      >>> from jrnn._src.contract import input_shape
       >>> input_shape(jrnn.gru(4), jrnn.gru(4).init(jax.random.key(0), 3))
       (3,)
     """
@@ -102,7 +102,7 @@ def prepare(cell: Any, params: Params) -> Params:
 
     Example:
       >>> import jax, jrnn
-      >>> from jrnn._src.types import prepare
+      >>> from jrnn._src.contract import prepare
       >>> cell = jrnn.gru(4)
       >>> params = cell.init(jax.random.key(0), 3)
       >>> prepare(cell, params) is params

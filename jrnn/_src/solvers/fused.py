@@ -19,7 +19,7 @@ state, and every gradient, to float rounding). What it does differently (Appleya
    gradients ``DZ``. Fewer and smaller buffers matter on the CPU: every fresh page of a large buffer costs a page
    fault on each call.
 
-The step math of each cell is in ``jrnn/_src/fused_cells.py``.
+The step math of each cell is in ``jrnn/_src/solvers/kernels.py``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jrnn._src.fused_cells import Kernel
 from jrnn._src.sequences import batch_like, keep_where, reverse_sequences, valid_mask
+from jrnn._src.solvers.kernels import Kernel
 
 
 def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: Any, lengths: jax.Array | None,

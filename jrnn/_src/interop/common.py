@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn._src.elman import ElmanParams, elman
-from jrnn._src.gru import GRUParams, gru
-from jrnn._src.lstm import LSTMParams, LSTMState, lstm
+from jrnn._src.cells.elman import ElmanParams, elman
+from jrnn._src.cells.gru import GRUParams, gru
+from jrnn._src.cells.lstm import LSTMParams, LSTMState, lstm
 
 # jrnn's (PyTorch's) gate orders along the packed axis.
 LSTM_GATES = ("i", "f", "g", "o")

@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn._src import interop_common as common
 from jrnn._src import merge as merges
 from jrnn._src.bidirectional import Bidirectional, BidirectionalParams, BidirectionalState, bidirectional
+from jrnn._src.cells.lstm import LSTMCell, LSTMState
 from jrnn._src.extras import require
-from jrnn._src.lstm import LSTMCell, LSTMState
+from jrnn._src.interop import common as common
 from jrnn._src.scan import RNN
 
 _FEATURE = "jrnn.from_keras / jrnn.to_keras"

@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jrnn._src.linear_scan import damped_diagonal_step, linear_scan
+from jrnn._src.contract import prepare
 from jrnn._src.sequences import per_step, reverse_sequences, valid_mask
-from jrnn._src.types import prepare
+from jrnn._src.solvers.linear import damped_diagonal_step, linear_scan
 
 METHODS = ("sequential", "deer", "quasi_deer", "elk")
 INITS = ("zeros", "state", "step")
@@ -159,7 +159,7 @@ def elk(damping: float = 1e-8, *, max_iters: int | None = None, atol: float | No
         gradient: str = "sequential") -> Solver:
     """ELK (Gonzalez et al. 2024): quasi-DEER with a Levenberg-Marquardt damped step,
     ``argmin_s Σ_t |s_t - a_t ⊙ s_{t-1} - b_t|² + λ Σ_t |s_t - s^(i)_t|²``, computed by a Kalman smoother that
-    runs in parallel over time (``jrnn/_src/linear_scan.py``), every step taken with the same ``λ`` (as in the
+    runs in parallel over time (``jrnn/_src/solvers/linear.py``), every step taken with the same ``λ`` (as in the
     paper).
 
     Where the diagonal Jacobians ``a_t`` exceed 1 over many steps, DEER's and quasi-DEER's linear solve multiplies

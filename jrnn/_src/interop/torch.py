@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn._src.bidirectional import BidirectionalParams, BidirectionalState, bidirectional
+from jrnn._src.cells.elman import ElmanParams, elman
+from jrnn._src.cells.gru import GRUParams, gru
+from jrnn._src.cells.lstm import LSTMParams, LSTMState, lstm
 from jrnn._src.deep import Deep, deep
-from jrnn._src.elman import ElmanParams, elman
 from jrnn._src.extras import require
-from jrnn._src.gru import GRUParams, gru
-from jrnn._src.lstm import LSTMParams, LSTMState, lstm
 
 _TORCH_FIELDS = (("U", "weight_ih"), ("W", "weight_hh"), ("b_U", "bias_ih"), ("b_W", "bias_hh"),
                  ("R", "weight_hr"))

@@ -43,7 +43,7 @@ def linear_scan(A: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = Fa
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from jrnn._src.linear_scan import linear_scan
+      >>> from jrnn._src.solvers.linear import linear_scan
       >>> linear_scan(jnp.full((1, 3, 1), 2.0), jnp.ones((1, 3, 1)), jnp.zeros((1, 1)))[0, :, 0]
       Array([1., 3., 7.], dtype=float32)
     """
@@ -72,7 +72,7 @@ def damped_diagonal_step(a: jax.Array, b: jax.Array, s0: jax.Array, z: jax.Array
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from jrnn._src.linear_scan import damped_diagonal_step
+      >>> from jrnn._src.solvers.linear import damped_diagonal_step
       >>> a, b, z = jnp.ones((1, 2, 1)), jnp.ones((1, 2, 1)), jnp.zeros((1, 2, 1))
       >>> damped_diagonal_step(a, b, jnp.zeros((1, 1)), z, 0.0)[0, :, 0]
       Array([1., 2.], dtype=float32)

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
+from jrnn._src.contract import SequenceLayer
 from jrnn._src.regularisation import RecurrentDropout
-from jrnn._src.types import SequenceLayer
 
 
 def sequence_layer(layer: Any, where: str) -> SequenceLayer:

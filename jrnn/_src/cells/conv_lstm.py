@@ -4,7 +4,7 @@ Shi, Chen, Wang, Yeung, Wong & Woo, "Convolutional LSTM network: a machine learn
 nowcasting", NeurIPS 2015, arXiv 1506.04214. Inputs, memory and outputs are feature maps ``[..., *spatial, C]``
 (channels last); every gate at a position sees a window of the input and of the previous output around it, so the
 state keeps the spatial layout and the parameters do not grow with the image. The per-step input is more than a
-vector, so the cell declares ``input_shape`` (the optional part of the cell contract in ``jrnn/_src/types.py``)
+vector, so the cell declares ``input_shape`` (the optional part of the cell contract in ``jrnn/_src/contract.py``)
 and :func:`jrnn.scan` takes ``[B, T, *spatial, C]`` sequences.
 """
 
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks, initializers
-from jrnn._src.lstm import LSTMState
+from jrnn._src.cells.lstm import LSTMState
 
 _SPATIAL = "DHW"  # the letters of up to three spatial axes in lax's dimension-number strings
 

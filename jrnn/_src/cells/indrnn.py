@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jrnn._src import checks, gates, initializers
+from jrnn._src import checks, initializers
+from jrnn._src.cells import gates
 
 
 class IndRNNParams(NamedTuple):

@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn._src import interop_common as common
 from jrnn._src import merge as merges
 from jrnn._src.bidirectional import BidirectionalParams
+from jrnn._src.cells.lstm import LSTMState
 from jrnn._src.extras import require
-from jrnn._src.lstm import LSTMState
+from jrnn._src.interop import common as common
 from jrnn._src.scan import RNN
 
 _FEATURE = "jrnn.from_flax / jrnn.to_flax"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jrnn
-from jrnn._src.linear_scan import damped_diagonal_step, linear_scan
+from jrnn._src.solvers.linear import damped_diagonal_step, linear_scan
 
 B, T, F = 3, 40, 2
 SOLVERS = {"deer": jrnn.deer, "quasi_deer": jrnn.quasi_deer, "elk": jrnn.elk}

@@ -1,4 +1,4 @@
-"""``jrnn.scan``'s fused path (``jrnn/_src/fused.py``) against its plain path (``fused=False``) and PyTorch.
+"""``jrnn.scan``'s fused path (``jrnn/_src/solvers/fused.py``) against its plain path (``fused=False``) and PyTorch.
 
 - float64, small: outputs, final states and the gradients of every parameter, the input and the initial state
   equal ``jax.grad`` of the plain path to 1e-10, for every cell configuration, with and without lengths, forward
@@ -36,7 +36,7 @@ def plain_scan(*args, **kwargs):
     return jrnn.scan(*args, fused=False, **kwargs)
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CELLS = {
     "elman_tanh": lambda H: jrnn.elman(H),

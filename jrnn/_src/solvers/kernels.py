@@ -35,9 +35,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jrnn._src.elman import ElmanCell, ElmanParams
-from jrnn._src.gru import GRUCell, GRUParams
-from jrnn._src.lstm import LSTMCell, LSTMParams, LSTMState
+from jrnn._src.cells.elman import ElmanCell, ElmanParams
+from jrnn._src.cells.gru import GRUCell, GRUParams
+from jrnn._src.cells.lstm import LSTMCell, LSTMParams, LSTMState
 
 
 def _mm(a: jax.Array, b: jax.Array, dtype: Any) -> jax.Array:

@@ -2,7 +2,7 @@
 
 Feng, Tung, Ahmed, Bengio & Hajimirsadeghi, "Were RNNs all we needed?" (arXiv 2410.01201). Taking ``s_{t-1}`` out
 of every gate of the GRU and the LSTM leaves ``s_t = a_t ⊙ s_{t-1} + b_t`` with ``a_t, b_t`` functions of ``x_t``:
-a recurrence that :func:`jrnn.scan` can evaluate in parallel over time (``jrnn/_src/parallel.py``). Both cells use
+a recurrence that :func:`jrnn.scan` can evaluate in parallel over time (``jrnn/_src/solvers/associative.py``). Both cells use
 the paper's log-space form throughout: the candidate ``h̃_t = g(·)`` is kept positive by
 
     g(v) = v + 1/2 for v >= 0,   σ(v) for v < 0          (continuous, increasing, g > 0)
@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, gates, initializers
+from jrnn._src import checks, initializers
+from jrnn._src.cells import gates
 
 
 def positive_candidate(v: jax.Array) -> jax.Array:

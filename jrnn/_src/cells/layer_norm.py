@@ -19,8 +19,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, gates, initializers
-from jrnn._src.lstm import LSTMState
+from jrnn._src import checks, initializers
+from jrnn._src.cells import gates
+from jrnn._src.cells.lstm import LSTMState
 
 EPSILON = 1e-5
 

@@ -16,12 +16,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import flax_common
 from jrnn._src.bidirectional import bidirectional
+from jrnn._src.contract import Cell, SequenceLayer
 from jrnn._src.deep import deep
+from jrnn._src.flax import common as flax_common
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import RNN as PureRNN
-from jrnn._src.types import Cell, SequenceLayer
 
 __all__ = ["Bidirectional", "Deep", "RNN", "Recurrent"]
 

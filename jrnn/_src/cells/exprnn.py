@@ -9,7 +9,7 @@ either while ``f' = 1``, which modReLU gives wherever ``|z| + b > 0``. Arjovsky,
 introduced the idea with a restricted unitary family; expRNN reaches the whole special orthogonal group.
 
 The exponential depends on the parameters only: :meth:`ExpRNNCell.prepare` computes it once per sequence, and
-every consumer of cells calls ``prepare`` before its time loop (the cell contract in ``jrnn/_src/types.py``).
+every consumer of cells calls ``prepare`` before its time loop (the cell contract in ``jrnn/_src/contract.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jrnn._src import checks, gates, initializers
+from jrnn._src import checks, initializers
+from jrnn._src.cells import gates
 
 
 def modrelu(z: jax.Array, b: jax.Array) -> jax.Array:
