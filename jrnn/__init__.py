@@ -27,7 +27,16 @@ from jrnn._src.cells.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.cells.mgu import MGUCell, MGUParams, mgu
 from jrnn._src.cells.min_rnn import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams, min_gru, min_lstm
 from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
-from jrnn._src.contract import Cell, SequenceLayer
+from jrnn._src.contract import (
+    Cell,
+    InputShaped,
+    LinearRecurrence,
+    Preparable,
+    RecurrentMatrix,
+    SequenceLayer,
+    StateMaskable,
+    Wrapper,
+)
 from jrnn._src.deep import Deep, deep
 from jrnn._src.diagnostics import StateJacobians, elman_bound, gradient_report, state_jacobians, step_grad_norms
 from jrnn._src.generate import generate, sample_logits
@@ -44,14 +53,21 @@ from jrnn._src.regularisation import RecurrentDropout, recurrent_dropout
 from jrnn._src.remat import checkpointed_scan
 from jrnn._src.scan import RNN, newton_scan, scan
 from jrnn._src.sequences import reverse_sequences, valid_mask
-from jrnn._src.solvers.newton import NewtonInfo, Solver, deer, elk, quasi_deer, sequential
+from jrnn._src.solvers.associative import associative
+from jrnn._src.solvers.auto import auto
+from jrnn._src.solvers.base import Solver
+from jrnn._src.solvers.fused import fused, register_fused_kernel
+from jrnn._src.solvers.kernels import Kernel as FusedKernel
+from jrnn._src.solvers.newton import NewtonInfo, deer, elk, quasi_deer
+from jrnn._src.solvers.sequential import sequential
 from jrnn._src.streams import bits_per_token, stream_windows
 from jrnn._src.tbptt import TruncatedBPTT, truncated_bptt
 from jrnn._src.train import Batch, SkipNonFiniteState, TrainStep, skip_nonfinite, supervised_loss, train_step
 
 __all__ = [
-    # contracts
-    "Cell", "SequenceLayer",
+    # contracts and the capabilities a cell may declare
+    "Cell", "SequenceLayer", "InputShaped", "Preparable", "LinearRecurrence", "StateMaskable", "RecurrentMatrix",
+    "Wrapper",
     # cells and their parameters and states
     "ElmanCell", "ElmanParams", "GRUCell", "GRUParams", "LSTMCell", "LSTMParams", "LSTMState", "elman", "gru",
     "lstm", "init",
@@ -63,8 +79,9 @@ __all__ = [
     "MGUParams", "mgu",
     # the recurrence over time and the layers built on it
     "RNN", "scan", "reverse_sequences", "valid_mask",
-    # parallel in time (docs/concepts/parallel-in-time.md)
-    "Solver", "NewtonInfo", "sequential", "deer", "quasi_deer", "elk", "newton_scan",
+    # solvers: how the recurrence over time is evaluated (docs/concepts/scan.md, parallel-in-time.md)
+    "Solver", "auto", "sequential", "fused", "associative", "deer", "quasi_deer", "elk", "NewtonInfo", "newton_scan",
+    "FusedKernel", "register_fused_kernel",
     "Bidirectional", "BidirectionalParams", "BidirectionalState", "bidirectional",
     "FunctionMerge", "SeedMerge", "SeedMergeParams", "seed_merge",
     "Deep", "deep", "Readout", "ReadoutParams", "readout",

@@ -9,11 +9,12 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import merge as merges
-from jrnn._src.contract import CannotStep, Cell, prepare
+from jrnn._src.contract import CannotStep, Cell, Wrapper, input_shape, prepare
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
 from jrnn._src.sequences import per_step, valid_mask
-from jrnn._src.solvers import newton
+from jrnn._src.solvers.base import Solver
+from jrnn._src.solvers.deprecated import UNSET, solver_from_keywords
 
 
 class BidirectionalParams(NamedTuple):
@@ -38,7 +39,7 @@ BIDIRECTIONAL_CANNOT_STEP = (
 
 
 @dataclasses.dataclass(frozen=True)
-class Bidirectional:
+class Bidirectional(Wrapper):
     """Two RNNs running in opposite directions, merged at every step (the seed's section 2)::
 
         A_t  = f(U x_t + W A_{t-1})        forward, t = 1..T
@@ -56,11 +57,8 @@ class Bidirectional:
     forward: Cell
     backward: Cell
     merge: Any = merges.MERGES["concat"]
-    unroll: int | bool = 1
-    fused: bool = True
-    matmul_dtype: Any = None
+    solver: Solver | None = None
     dropout: RecurrentDropout | None = None
-    solver: Any = None
 
     @property
     def hidden_size(self) -> int:
@@ -73,6 +71,9 @@ class Bidirectional:
     def input_size(self, params: BidirectionalParams) -> int:
         return self.forward.input_size(params.forward)
 
+    def input_shape(self, params: BidirectionalParams) -> tuple[int, ...]:
+        return input_shape(self.forward, params.forward)
+
     def step(self, params: BidirectionalParams, state: BidirectionalState, x: jax.Array) -> tuple[Any, jax.Array]:
         """Always raises :class:`ValueError`: a bidirectional layer's output at step t needs the backward state
         ``A'_t``, computed from the inputs at ``t + 1, ...``, which a step does not have yet."""
@@ -80,8 +81,7 @@ class Bidirectional:
 
     @property
     def _scan_options(self) -> dict:
-        return dict(unroll=self.unroll, fused=self.fused, matmul_dtype=self.matmul_dtype, dropout=self.dropout,
-                    solver=self.solver)
+        return dict(solver=self.solver, dropout=self.dropout)
 
     def init(self, key: jax.Array, input_size: int) -> BidirectionalParams:
         kf, kb, km = jax.random.split(key, 3)
@@ -123,8 +123,8 @@ class Bidirectional:
 
 
 def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "concat", *,
-                  unroll: int | bool = 1, fused: bool = True, matmul_dtype: Any = None,
-                  dropout: RecurrentDropout | None = None, solver: Any = None) -> Bidirectional:
+                  solver: Solver | None = None, dropout: RecurrentDropout | None = None, unroll: Any = UNSET,
+                  fused: Any = UNSET, matmul_dtype: Any = UNSET) -> Bidirectional:
     """A bidirectional layer from two cells (``backward`` defaults to a cell configured like ``forward``, with
     its own parameters).
 
@@ -134,13 +134,11 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
       backward: the cell (or network) for ``A'_t``, run backwards over each sequence.
       merge: ``'concat'`` (PyTorch's), ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(O, g)`` for the
         seed's ``y_t = g(V A_t + V' A'_t)``, or any callable ``(A[B, T, H], A_rev[B, T, H']) -> y[B, T, O]``.
-      unroll: passed to both directions' :func:`jrnn.scan`.
-      fused: passed to both directions' :func:`jrnn.scan`.
-      matmul_dtype: passed to both directions' :func:`jrnn.scan`.
+      solver: passed to both directions' :func:`jrnn.scan`: None (:func:`jrnn.auto`) or any solver.
       dropout: :func:`jrnn.recurrent_dropout` rates for both directions (each draws its own masks), active when
         ``apply`` gets a ``key``.
-      solver: passed to both directions' :func:`jrnn.scan`: None (sequential) or a parallel-in-time solver such
-        as :func:`jrnn.deer`.
+      unroll, fused, matmul_dtype: deprecated, folded into ``solver`` with a ``DeprecationWarning`` (as in
+        :func:`jrnn.scan`).
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
@@ -164,5 +162,9 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
     if dropout is not None and not isinstance(dropout, RecurrentDropout):
         raise TypeError(f"jrnn.bidirectional: expected dropout to be None or jrnn.recurrent_dropout(...), "
                         f"got {dropout!r}")
-    newton.is_parallel(solver, "jrnn.bidirectional")  # a TypeError for anything that is not a solver
-    return Bidirectional(forward, backward, merge, unroll, fused, matmul_dtype, dropout, solver)
+    solver = solver_from_keywords("jrnn.bidirectional", solver, unroll=unroll, fused=fused,
+                                  matmul_dtype=matmul_dtype)
+    if solver is not None and not isinstance(solver, Solver):
+        raise TypeError(f"jrnn.bidirectional: expected solver to be None or a jrnn solver (jrnn.auto(), "
+                        f"jrnn.sequential(), jrnn.deer(...), ...), got {solver!r}")
+    return Bidirectional(forward, backward, merge, solver, dropout)

@@ -1,4 +1,5 @@
-"""The contracts every jrnn building block keeps, written down once.
+"""The contracts every jrnn building block keeps, written down once: the cell, the sequence layer, and the optional
+capabilities a cell may declare.
 
 A **cell** is one step of a recurrence. Its contract is the order of ``lax.scan``::
 
@@ -9,30 +10,32 @@ the same leading batch shape ``[...]``. A **sequence layer** maps a whole batch-
 ``([B, T, output_size], final_state)``; :class:`jrnn.RNN`, :class:`jrnn.Bidirectional` and :class:`jrnn.Deep`
 are the three.
 
-Three parts of the cell contract are optional; a cell without them gets the defaults that :func:`input_shape`
-and :func:`prepare` below supply, and every consumer of cells (:func:`jrnn.scan` on each of its paths,
-:func:`jrnn.checkpointed_scan`, :func:`jrnn.truncated_bptt`, the diagnostics) reads them through those two:
+A cell may declare more than the contract by deriving from the capability classes below; every consumer (the
+scan and its solvers, :func:`jrnn.checkpointed_scan`, :func:`jrnn.truncated_bptt`, the diagnostics) checks them
+with ``isinstance`` and nothing else:
 
-- ``input_shape(params) -> tuple[int, ...]``: the shape of one step's ``x`` after its batch axes, when that is
-  more than ``(input_size(params),)``. :func:`jrnn.conv_lstm` reads ``[B, T, H, W, C]`` sequences, so its
-  ``input_shape`` is ``(H, W, C)``; its ``input_size`` stays the size of the last axis, C, which is what
-  :func:`jrnn.deep` chains from one layer's ``output_size`` to the next.
-- ``prepare(params) -> params``: work that depends on the parameters only, done once per sequence before the time
-  loop rather than at every step (:func:`jrnn.exprnn` computes ``W = expm(A - A^T)`` there). ``step`` must give
-  the same result for ``params`` and ``prepare(params)`` (so that a bare ``cell.step(params, ...)`` stays
-  correct), ``prepare(prepare(p))`` must be ``prepare(p)`` (so a consumer that prepares once can hand the result
-  to another that prepares again at no cost), and ``input_size`` must read both.
-- ``log_coefficients(params, xs[B, T, ...]) -> (log_a, log_b)``, each ``[B, T, H]``: for a cell whose
-  recurrence is linear and diagonal in the state, ``s_t = a_t ⊙ s_{t-1} + b_t`` with ``a_t > 0`` and
-  ``b_t > 0`` functions of ``x_t`` alone, and ``y_t = s_t``. :func:`jrnn.scan` can then evaluate the whole
-  sequence in parallel over time (``jax.lax.associative_scan``) instead of step by step, which it does when the
-  cell's ``parallel`` attribute is True, or None on a GPU or TPU backend (always for a cell without the
-  attribute; ``jrnn/_src/solvers/associative.py``); ``step`` is still the definition (:func:`jrnn.min_gru`,
-  :func:`jrnn.min_lstm`).
+- :class:`InputShaped`: ``input_shape(params)``, one step's input shape after its batch axes when it is more
+  than ``(input_size,)`` (:func:`jrnn.conv_lstm` reads ``[B, T, H, W, C]``);
+- :class:`Preparable`: ``prepare(params)``, per-sequence work done once before the time loop
+  (:func:`jrnn.exprnn`'s matrix exponential);
+- :class:`LinearRecurrence`: ``coefficients(params, xs)``, a recurrence ``s_t = a_t ⊙ s_{t-1} + b_t`` linear in
+  the state with coefficients of any sign (or complex), which :func:`jrnn.associative` and the Newton solvers
+  solve in parallel over time (:func:`jrnn.min_gru`, :func:`jrnn.min_lstm`);
+- :class:`StateMaskable`: a ``step`` that takes ``state_mask=``, variational dropout's mask on the state where
+  it enters the recurrent matmul (:func:`jrnn.elman`, :func:`jrnn.lstm`, :func:`jrnn.gru`);
+- :class:`RecurrentMatrix`: a hidden-to-hidden matrix ``params.W`` that weight drop may mask.
+
+A cell's own fast kernel is not a capability of the cell object but an entry in the fused solver's open registry
+(:func:`jrnn.register_fused_kernel`), made from the cell's own module.
+
+:class:`Wrapper` is the base of what wraps cells (:class:`jrnn.RNN`, :class:`jrnn.Deep`,
+:class:`jrnn.Bidirectional`, :class:`jrnn.TruncatedBPTT`, the diagnostics' probes): it forwards ``input_shape``
+and ``prepare`` to what it wraps.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -49,16 +52,9 @@ Shape = Sequence[int]
 class Cell(Protocol):
     """One step of a recurrence: ``step(params, state, x) -> (state, y)``.
 
-    Optional methods, read through defaults by every consumer (details in ``jrnn/_src/contract.py``):
-    ``input_shape(params)``, the per-step input shape when it is more than ``(input_size,)`` (ConvLSTM);
-    ``prepare(params)``, per-sequence work done once before the time loop (expRNN's matrix exponential);
-    ``log_coefficients(params, xs)``, a recurrence linear and diagonal in the state, which :func:`jrnn.scan`
-    evaluates in parallel over time (minGRU, minLSTM).
-
-    Optionally, ``step`` may also take a keyword ``state_mask`` (``[..., output_size]`` or None): variational
-    dropout's mask (:func:`jrnn.recurrent_dropout`), to multiply the part of the state that enters the recurrent
-    matmul, ``W (m ⊙ s_{t-1})``, and nothing else. The built-in cells do; a cell without it still takes input,
-    output and weight dropout.
+    A cell may also declare the capabilities of ``jrnn/_src/contract.py``: :class:`jrnn.InputShaped`,
+    :class:`jrnn.Preparable`, :class:`jrnn.LinearRecurrence`, :class:`jrnn.StateMaskable`,
+    :class:`jrnn.RecurrentMatrix` (docs/concepts/custom-cells.md shows a cell of your own that does).
 
     Attributes:
       hidden_size: size of the recurrent state ``s_t``.
@@ -82,9 +78,87 @@ class Cell(Protocol):
         """Reads the input feature size off ``params``."""
 
 
-def input_shape(cell: Cell, params: Params) -> tuple[int, ...]:
-    """The shape of one step's input after its batch axes: ``cell.input_shape(params)`` if the cell defines it,
-    else ``(cell.input_size(params),)``.
+class InputShaped(abc.ABC):
+    """Capability: one step's input has the shape ``input_shape(params)`` after its batch axes, more than
+    ``(input_size(params),)`` (:func:`jrnn.conv_lstm`: ``(H, W, C)``). ``input_size`` stays the size of the last
+    axis, which is what :func:`jrnn.deep` chains from one layer's ``output_size`` to the next."""
+
+    @abc.abstractmethod
+    def input_shape(self, params: Params) -> tuple[int, ...]:
+        """The shape of one step's ``x`` after its batch axes."""
+
+
+class Preparable(abc.ABC):
+    """Capability: ``prepare(params) -> params``, work that depends on the parameters only, done once per sequence
+    before the time loop rather than at every step (:func:`jrnn.exprnn` computes ``W = expm(A - A^T)`` there).
+
+    ``step`` must give the same result for ``params`` and ``prepare(params)`` (so that a bare
+    ``cell.step(params, ...)`` stays correct), ``prepare(prepare(p))`` must be ``prepare(p)`` (so a consumer that
+    prepares once can hand the result to another that prepares again at no cost), and ``input_size`` must read
+    both."""
+
+    @abc.abstractmethod
+    def prepare(self, params: Params) -> Params:
+        """The parameters with the per-sequence work done."""
+
+
+class LinearRecurrence(abc.ABC):
+    """Capability: the recurrence is linear in the state, with coefficients that depend on the inputs alone::
+
+        s_t = a_t ⊙ s_{t-1} + b_t        (diagonal: a_t [B, T, H])
+        s_t = A_t s_{t-1} + b_t          (dense: A_t [B, T, H, H])
+        y_t = readout(params, s_t, x_t)  (default: y_t = s_t)
+
+    ``a`` and ``b`` may have either sign, or be complex; the state is one array ``[..., H]``. A cell that declares
+    it is solved in ``O(log T)`` depth by :func:`jrnn.associative` (``jax.lax.associative_scan``) and in one
+    Newton iteration by :func:`jrnn.deer`. ``step`` stays the definition: ``coefficients`` and ``readout`` must
+    compute the same function, which the contract tests check for every registered cell.
+
+    Attributes:
+      log_space: False: ``coefficients`` returns ``(a, b)``. True: it returns ``(log a, log b)`` of positive
+        ``a``, ``b``, and the solve runs in log space, where products of many small ``a`` keep their range
+        (Feng et al. 2024's form for minGRU and minLSTM).
+      parallel: None: :func:`jrnn.auto` decides by backend. True or False is what the deprecated
+        ``min_gru(parallel=...)`` sets; pass ``solver=jrnn.associative()`` or ``jrnn.sequential()`` instead.
+    """
+
+    log_space: bool = False
+    parallel: bool | None = None
+
+    @abc.abstractmethod
+    def coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
+        """``(a, b)`` (or ``(log a, log b)``) for every step of ``xs [B, T, F]``: each ``[B, T, H]``, or ``a``
+        ``[B, T, H, H]``."""
+
+    def readout(self, params: Params, states: Array, xs: Array) -> Array:
+        """``ys [B, T, output_size]`` from the states ``[B, T, H]`` and the inputs ``[B, T, F]``; ``y_t = s_t``."""
+        return states
+
+
+class StateMaskable:
+    """Capability: ``step(params, state, x, *, state_mask=None)`` takes variational dropout's state mask
+    ``[..., P]`` (:func:`jrnn.recurrent_dropout`) and multiplies the part of the state that enters the recurrent
+    matmul, ``W (m ⊙ s_{t-1})``, by it, and nothing else. Only such a cell takes state dropout; every cell takes
+    input, output and (with :class:`RecurrentMatrix`) weight dropout."""
+
+
+class RecurrentMatrix:
+    """Capability: the parameters hold the hidden-to-hidden matrix as a NamedTuple field ``W``, which weight drop
+    (:func:`jrnn.recurrent_dropout`'s ``weight``) masks before the time loop. Override both methods for another
+    layout."""
+
+    def recurrent_matrix(self, params: Params) -> Array:
+        """The matrix weight drop masks."""
+        return params.W
+
+    def with_recurrent_matrix(self, params: Params, W: Array) -> Params:
+        """``params`` with the matrix replaced."""
+        return params._replace(W=W)
+
+
+def input_shape(cell: Any, params: Params) -> tuple[int, ...]:
+    """The shape of one step's input after its batch axes: ``cell.input_shape(params)`` for an
+    :class:`InputShaped` cell, else ``(cell.input_size(params),)``.
 
     Example:
       >>> import jax, jrnn
@@ -92,13 +166,14 @@ def input_shape(cell: Cell, params: Params) -> tuple[int, ...]:
       >>> input_shape(jrnn.gru(4), jrnn.gru(4).init(jax.random.key(0), 3))
       (3,)
     """
-    method = getattr(cell, "input_shape", None)
-    return (cell.input_size(params),) if method is None else tuple(method(params))
+    if isinstance(cell, InputShaped):
+        return tuple(cell.input_shape(params))
+    return (cell.input_size(params),)
 
 
 def prepare(cell: Any, params: Params) -> Params:
-    """``cell.prepare(params)`` if the cell (or sequence layer) defines it, else ``params``: the per-sequence work
-    done once before a time loop. Idempotent by contract.
+    """``cell.prepare(params)`` for a :class:`Preparable` cell (or sequence layer), else ``params``: the
+    per-sequence work done once before a time loop. Idempotent by contract.
 
     Example:
       >>> import jax, jrnn
@@ -108,8 +183,28 @@ def prepare(cell: Any, params: Params) -> Params:
       >>> prepare(cell, params) is params
       True
     """
-    method = getattr(cell, "prepare", None)
-    return params if method is None else method(params)
+    return cell.prepare(params) if isinstance(cell, Preparable) else params
+
+
+class Wrapper(InputShaped, Preparable):
+    """The base of everything built around one cell or layer, ``wrapped``, with the same parameters
+    (:class:`jrnn.RNN`, :class:`jrnn.TruncatedBPTT`): its ``input_shape`` and ``prepare`` are the wrapped one's,
+    whether or not that one declares them. A wrapper of several (:class:`jrnn.Deep`, :class:`jrnn.Bidirectional`)
+    or with parameters of its own (the probes) overrides both."""
+
+    @property
+    def wrapped(self) -> Any:
+        """The cell or layer inside."""
+        raise NotImplementedError(f"{type(self).__name__} must define wrapped or override input_shape and prepare")
+
+    def input_size(self, params: Params) -> int:
+        return self.wrapped.input_size(params)
+
+    def input_shape(self, params: Params) -> tuple[int, ...]:
+        return input_shape(self.wrapped, params)
+
+    def prepare(self, params: Params) -> Params:
+        return prepare(self.wrapped, params)
 
 
 @runtime_checkable

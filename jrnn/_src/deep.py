@@ -10,12 +10,13 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
-from jrnn._src.contract import CannotStep, Cell, SequenceLayer, prepare
+from jrnn._src.contract import CannotStep, Cell, SequenceLayer, Wrapper, input_shape, prepare
 from jrnn._src.scan import RNN
+from jrnn._src.solvers.base import Solver
 
 
 @dataclasses.dataclass(frozen=True)
-class Deep:
+class Deep(Wrapper):
     """A stack of sequence layers; build it with :func:`jrnn.deep`. For layers ``l = 1..L``::
 
         h^0_t = x_t
@@ -59,6 +60,10 @@ class Deep:
 
     def initial_state(self, batch_shape=(), dtype=None) -> tuple:
         return tuple(layer.initial_state(batch_shape, dtype) for layer in self.layers)
+
+    def input_shape(self, params: Sequence[Any]) -> tuple[int, ...]:
+        """The first layer's per-step input shape (:class:`jrnn.InputShaped`)."""
+        return input_shape(self.layers[0], params[0])
 
     def prepare(self, params: Sequence[Any]) -> tuple:
         """Every layer's per-sequence work (``cell.prepare``)."""
@@ -123,12 +128,11 @@ class Deep:
                 raise ValueError(f"jrnn.Deep.step: expected {name} for {n} layers (a tuple), got {got}")
         h, new_states = x, []
         for l, (layer, p, s) in enumerate(zip(self.layers, params, state)):
-            step = getattr(layer, "step", None)
-            if step is None:
+            if not isinstance(layer, Cell):
                 raise TypeError(f"jrnn.Deep.step: layer {l + 1} ({type(layer).__name__}) has no step method; a "
                                 "stack steps only when every layer does (cells, forward jrnn.RNN, jrnn.Deep)")
             try:
-                s, out = step(p, s, h)
+                s, out = layer.step(p, s, h)
             except CannotStep as error:
                 reason = f"layer {l + 1} ({type(layer).__name__}) cannot step: {error.reason}"
                 raise CannotStep(f"jrnn.Deep.step: {reason}", reason) from None
@@ -142,16 +146,18 @@ def _dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
-def as_layer(layer: Any) -> SequenceLayer:
-    """A cell becomes a forward :class:`jrnn.RNN`; a sequence layer (a network cell included) stays as it is."""
+def as_layer(layer: Any, solver: Solver | None = None) -> SequenceLayer:
+    """A cell becomes a forward :class:`jrnn.RNN` (with ``solver``); a sequence layer (a network cell included)
+    stays as it is."""
     if isinstance(layer, SequenceLayer):
         return layer
     if isinstance(layer, Cell):
-        return RNN(layer)
+        return RNN(layer, solver=solver)
     raise TypeError(f"jrnn.deep: expected each layer to be a jrnn cell or sequence layer, got {layer!r}")
 
 
-def deep(layers: Sequence[Any], *, dropout: float = 0.0, residual: bool = False) -> Deep:
+def deep(layers: Sequence[Any], *, dropout: float = 0.0, residual: bool = False,
+         solver: Solver | None = None) -> Deep:
     """A deep RNN from a sequence of layers: cells (run forward) or sequence layers
     (:class:`jrnn.RNN`, :class:`jrnn.Bidirectional`, ...).
 
@@ -161,6 +167,8 @@ def deep(layers: Sequence[Any], *, dropout: float = 0.0, residual: bool = False)
         step), active only when ``apply`` gets a ``key``. For Gal's variational dropout (one mask per sequence)
         give the layers :func:`jrnn.recurrent_dropout` instead: ``jrnn.RNN(cell, dropout=...)``.
       residual: add each layer's input to its output from layer 2 on (Wu et al. 2016); needs equal sizes.
+      solver: the solver of every layer given as a bare cell (:func:`jrnn.scan`'s; None: :func:`jrnn.auto`). A
+        layer given as a :class:`jrnn.RNN` or :func:`jrnn.bidirectional` keeps its own.
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
@@ -170,7 +178,9 @@ def deep(layers: Sequence[Any], *, dropout: float = 0.0, residual: bool = False)
       >>> ys.shape, len(states)
       ((2, 5, 4), 2)
     """
-    layers = tuple(as_layer(layer) for layer in layers)
+    if solver is not None and not isinstance(solver, Solver):
+        raise TypeError(f"jrnn.deep: expected solver to be None or a jrnn solver, got {solver!r}")
+    layers = tuple(as_layer(layer, solver) for layer in layers)
     if not layers:
         raise ValueError("jrnn.deep: expected at least one layer, got none")
     if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):

@@ -20,7 +20,7 @@ from jrnn._src.bidirectional import Bidirectional, BidirectionalState
 from jrnn._src.cells.elman import ElmanCell
 from jrnn._src.cells.gru import GRUCell
 from jrnn._src.cells.lstm import LSTMState
-from jrnn._src.contract import Cell, input_shape, prepare
+from jrnn._src.contract import Cell, Wrapper, input_shape, prepare
 from jrnn._src.deep import Deep
 from jrnn._src.scan import RNN
 
@@ -54,7 +54,7 @@ class ProbedState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class ProbedCell:
+class ProbedCell(Wrapper):
     """A cell whose step is ``cell``'s followed by ``s_t <- s_t + probes[t]`` (and ``y_t`` re-read from ``s_t``)."""
 
     cell: Cell

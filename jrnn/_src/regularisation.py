@@ -1,26 +1,25 @@
 """Recurrent regularisation for :func:`jrnn.scan`: variational dropout and weight drop.
 
 A :class:`RecurrentDropout` holds four static rates. Given a key, :func:`jrnn.scan` draws one set of masks per call
-(:func:`draw_masks`) and applies them where neither scan path needs to know about them, except one:
+(:func:`draw_masks`) and applies them where no solver needs to know about them, except one:
 
 - the input mask ``m_x[B, F]`` multiplies ``xs`` before the scan (so before the fused path's input GEMM);
 - the weight mask ``M_W`` multiplies ``params.W`` before the scan (DropConnect as a transform of the parameters);
 - the output mask ``m_y[B, O]`` multiplies ``ys`` after it;
 - the state mask ``m_s[B, P]`` multiplies the state where it enters the recurrent matmul, ``W (m_s ⊙ s_{t-1})``,
-  inside every step: the plain path passes it to ``cell.step(..., state_mask=m_s)``, the fused path to its
-  kernels (forward step and hand-written backward step, ``fused_cells.py``).
+  inside every step: the sequential and Newton solvers pass it to ``cell.step(..., state_mask=m_s)`` (a
+  :class:`jrnn.StateMaskable` cell), the fused solver to its kernels (forward step and hand-written backward step).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jrnn._src.contract import Cell
+from jrnn._src.contract import RecurrentMatrix, StateMaskable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,15 +134,7 @@ def _mask(key: jax.Array, rate: float, shape: tuple[int, ...], dtype: Any) -> ja
     return jnp.where(kept, jnp.asarray(1.0 / keep, dtype), jnp.zeros((), dtype))
 
 
-def takes_state_mask(cell: Cell) -> bool:
-    """Whether ``cell.step`` accepts ``state_mask=`` (the built-in cells do; a cell of your own may)."""
-    try:
-        return "state_mask" in inspect.signature(cell.step).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def check(dropout: Any, key: Any, cell: Cell, params: Any, where: str) -> RecurrentDropout | None:
+def check(dropout: Any, key: Any, cell: Any, where: str) -> RecurrentDropout | None:
     """Checks ``dropout`` and ``key`` for :func:`jrnn.scan`; returns the options if masks are to be drawn."""
     if dropout is None:
         if key is not None:
@@ -152,19 +143,28 @@ def check(dropout: Any, key: Any, cell: Cell, params: Any, where: str) -> Recurr
         return None
     if not isinstance(dropout, RecurrentDropout):
         raise TypeError(f"{where}: expected dropout to be None or jrnn.recurrent_dropout(...), got {dropout!r}")
-    if dropout.state and not takes_state_mask(cell):
-        raise TypeError(f"{where}: state dropout needs a cell whose step takes state_mask= (the built-in "
-                        f"jrnn.elman, jrnn.lstm, jrnn.gru), got {type(cell).__name__}")
-    if dropout.weight and not (hasattr(params, "_replace") and getattr(params, "W", None) is not None):
-        raise TypeError(f"{where}: weight drop needs params with a recurrent matrix W (a NamedTuple field, as "
-                        f"ElmanParams, LSTMParams, GRUParams), got {type(params).__name__}")
+    if dropout.state and not isinstance(cell, StateMaskable):
+        raise TypeError(f"{where}: state dropout needs a cell whose step takes state_mask= (a jrnn.StateMaskable: "
+                        f"the built-in jrnn.elman, jrnn.lstm, jrnn.gru), got {type(cell).__name__}")
+    if dropout.weight and not isinstance(cell, RecurrentMatrix):
+        raise TypeError(f"{where}: weight drop needs a cell with a recurrent matrix W (a jrnn.RecurrentMatrix, as "
+                        f"jrnn.elman, jrnn.lstm, jrnn.gru, jrnn.mgu), got {type(cell).__name__}")
     return dropout if key is not None and dropout.active else None
 
 
-def apply_before(masks: Masks, params: Any, xs: jax.Array) -> tuple[Any, jax.Array]:
+def draw(dropout: RecurrentDropout, key: jax.Array, cell: Any, params: Any, *, batch: int, input_size: int,
+         dtype: Any) -> Masks:
+    """The masks of one call for ``cell``: :func:`draw_masks` with the cell's shapes."""
+    weight_shape = cell.recurrent_matrix(params).shape if isinstance(cell, RecurrentMatrix) else ()
+    return draw_masks(dropout, key, batch=batch, input_size=input_size, state_size=cell.output_size,
+                      output_size=cell.output_size, weight_shape=weight_shape, dtype=dtype)
+
+
+def apply_before(masks: Masks, cell: Any, params: Any, xs: jax.Array) -> tuple[Any, jax.Array]:
     """``(params with M_W ⊙ W, m_x ⊙ xs)``: the masks applied before the scan."""
     if masks.weight is not None:
-        params = params._replace(W=params.W * masks.weight.astype(params.W.dtype))
+        W = cell.recurrent_matrix(params)
+        params = cell.with_recurrent_matrix(params, W * masks.weight.astype(W.dtype))
     if masks.input is not None:
         xs = xs * masks.input[:, None, :].astype(xs.dtype)
     return params, xs

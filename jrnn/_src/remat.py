@@ -22,12 +22,14 @@ from jrnn._src.contract import Cell, input_shape, prepare
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
 from jrnn._src.sequences import batch_like, carry_dtype, reverse_sequences
+from jrnn._src.solvers.base import Solver
+from jrnn._src.solvers.deprecated import UNSET, solver_from_keywords
 
 
 def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
-                      initial_state: Any = None, reverse: bool = False, unroll: int | bool = 1,
+                      initial_state: Any = None, reverse: bool = False, solver: Solver | None = None,
                       segment_length: int | None = None, dropout: RecurrentDropout | None = None,
-                      key: jax.Array | None = None) -> tuple[jax.Array, Any]:
+                      key: jax.Array | None = None, unroll: Any = UNSET) -> tuple[jax.Array, Any]:
     """:func:`jrnn.scan` with the same signature, the same results and the same gradients, in ``O(sqrt T)`` memory.
 
     An outer ``lax.scan`` over segments of ``S`` steps whose body is ``jax.checkpoint`` of an inner
@@ -51,11 +53,12 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
       lengths: optional ``[B]`` integer valid lengths.
       initial_state: optional state with batch shape ``[B]``; zeros by default.
       reverse: run each sequence backwards in time (length-aware).
-      unroll: passed to the inner ``jax.lax.scan``.
+      solver: the solver of each segment's :func:`jrnn.scan` (None: :func:`jrnn.auto`).
       segment_length: ``S``, steps per checkpointed segment; ``ceil(sqrt(T))`` by default.
       dropout: :func:`jrnn.recurrent_dropout` rates, as in :func:`jrnn.scan`. Every segment gets the same ``key``,
         and the masks depend on the key and the shapes only, so the whole sequence has one set of masks.
       key: a PRNG key draws the dropout masks (training); None draws none.
+      unroll: deprecated; pass ``solver=jrnn.sequential(unroll)`` or ``jrnn.fused(unroll=...)``.
 
     Returns:
       ``(ys[B, T, output_size], final_state)``, as :func:`jrnn.scan`.
@@ -70,6 +73,7 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
       True
     """
     where = f"jrnn.checkpointed_scan({type(cell).__name__})"
+    solver = solver_from_keywords(where, solver, unroll=unroll, stacklevel=2)
     batch, time = checks.sequence(xs, input_shape(cell, params), where)
     lengths = checks.lengths(lengths, batch, where)
     if segment_length is None:
@@ -79,7 +83,7 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
     state = batch_like(expected if initial_state is None else checks.state_like(initial_state, expected, where), xs)
     params = prepare(cell, params)  # once for the whole sequence; the segments' scans find it done
     if time == 0:
-        return scan(cell, params, xs, lengths=lengths, initial_state=state, unroll=unroll, dropout=dropout, key=key)
+        return scan(cell, params, xs, lengths=lengths, initial_state=state, solver=solver, dropout=dropout, key=key)
 
     if reverse:
         xs = reverse_sequences(xs, lengths)
@@ -96,7 +100,7 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
 
     @jax.checkpoint
     def run_segment(params, state, x, seg_lengths):
-        ys, state = scan(cell, params, x, lengths=seg_lengths, initial_state=state, unroll=unroll, dropout=dropout,
+        ys, state = scan(cell, params, x, lengths=seg_lengths, initial_state=state, solver=solver, dropout=dropout,
                          key=key)
         return state, ys
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from jrnn._src import checks
 from jrnn._src.bidirectional import Bidirectional
-from jrnn._src.contract import SequenceLayer, prepare
+from jrnn._src.contract import SequenceLayer, Wrapper, prepare
 from jrnn._src.deep import Deep, as_layer
 from jrnn._src.scan import RNN
 
@@ -42,7 +42,7 @@ def _is_causal(layer: Any) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class TruncatedBPTT:
+class TruncatedBPTT(Wrapper):
     """A sequence layer whose forward pass is ``layer``'s and whose gradient is truncated every ``k`` steps.
 
     Build it with :func:`truncated_bptt`. It is itself a sequence layer: ``init``, ``initial_state`` and
@@ -68,16 +68,13 @@ class TruncatedBPTT:
     def initial_state(self, batch_shape=(), dtype=None) -> Any:
         return self.layer.initial_state(batch_shape, dtype)
 
-    def input_size(self, params: Any) -> int:
-        return self.layer.input_size(params)
+    @property
+    def wrapped(self) -> SequenceLayer:
+        return self.layer
 
     def step(self, params: Any, state: Any, x: jax.Array) -> tuple[Any, jax.Array]:
         """The wrapped network's ``step(params, state, x) -> (state, y)``."""
         return self.layer.step(params, state, x)
-
-    def prepare(self, params: Any) -> Any:
-        """The layer's per-sequence work (e.g. :func:`jrnn.exprnn`'s matrix exponential), done once."""
-        return prepare(self.layer, params)
 
     def apply(self, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None, initial_state: Any = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:

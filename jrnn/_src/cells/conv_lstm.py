@@ -4,7 +4,7 @@ Shi, Chen, Wang, Yeung, Wong & Woo, "Convolutional LSTM network: a machine learn
 nowcasting", NeurIPS 2015, arXiv 1506.04214. Inputs, memory and outputs are feature maps ``[..., *spatial, C]``
 (channels last); every gate at a position sees a window of the input and of the previous output around it, so the
 state keeps the spatial layout and the parameters do not grow with the image. The per-step input is more than a
-vector, so the cell declares ``input_shape`` (the optional part of the cell contract in ``jrnn/_src/contract.py``)
+vector, so the cell declares ``input_shape`` (:class:`jrnn.InputShaped`, a capability of ``jrnn/_src/contract.py``)
 and :func:`jrnn.scan` takes ``[B, T, *spatial, C]`` sequences.
 """
 
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from jrnn._src import checks, initializers
 from jrnn._src.cells.lstm import LSTMState
+from jrnn._src.contract import InputShaped, RecurrentMatrix
 
 _SPATIAL = "DHW"  # the letters of up to three spatial axes in lax's dimension-number strings
 
@@ -40,7 +41,7 @@ class ConvLSTMParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class ConvLSTMCell:
+class ConvLSTMCell(InputShaped, RecurrentMatrix):
     """A ConvLSTM cell; build it with :func:`conv_lstm`. State :class:`jrnn.LSTMState` of ``[..., *spatial, C]``."""
 
     hidden_size: int

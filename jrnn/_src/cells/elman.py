@@ -11,6 +11,9 @@ import jax.numpy as jnp
 
 from jrnn._src import checks, initializers
 from jrnn._src.cells import gates
+from jrnn._src.contract import RecurrentMatrix, StateMaskable
+from jrnn._src.solvers.fused import register_fused_kernel
+from jrnn._src.solvers.kernels import Kernel, _add, _maybe, _plus, _row
 
 
 class ElmanParams(NamedTuple):
@@ -31,7 +34,7 @@ class ElmanParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class ElmanCell:
+class ElmanCell(StateMaskable, RecurrentMatrix):
     """An Elman cell; build it with :func:`elman`. State ``s`` is an array ``[..., H]`` and ``y_t = s_t``."""
 
     hidden_size: int
@@ -102,3 +105,50 @@ def elman(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jnp.t
     if not callable(activation):
         raise TypeError(f"jrnn.elman: expected a callable activation, got {activation!r}")
     return ElmanCell(hidden_size, activation, bias, U_init, W_init, b_init, dtype)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Elman: s_t = f(U x_t + b_U + W s_{t-1} + b_W)
+# ------------------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ElmanKernel(Kernel):
+
+    needs_y = True
+
+    @property
+    def _kind(self) -> str:
+        act = self.cell.activation
+        if act is jnp.tanh:
+            return "tanh"  # f' = 1 - s²
+        if act is jax.nn.relu:
+            return "relu"  # f' = [s > 0]
+        return "generic"  # f' from jax.jvp at the stored pre-activation
+
+    def consts(self, params: ElmanParams, state_mask=None):
+        return dict(W_T=self.weight(params.W.T), W=self.weight(params.W), b=_row(_add(params.b_U, params.b_W)),
+                    m=state_mask)
+
+    def step(self, consts, s, xp, save):
+        z = _plus(xp + self.smm(self.mask(consts, s), consts["W_T"]), consts["b"])
+        s = self.cell.activation(z)
+        return s, s, (z if self._kind == "generic" else None), ()
+
+    def step_bwd(self, consts, ds, dy, z, extra, s_prev, y):
+        ds = ds + dy
+        kind = self._kind
+        if kind == "tanh":
+            dz = ds * (1.0 - y * y)
+        elif kind == "relu":
+            dz = jnp.where(y > 0, ds, jnp.zeros_like(ds))
+        else:
+            _, dz = jax.jvp(self.cell.activation, (z,), (ds,))
+        return self.mask(consts, self.smm(dz, consts["W"])), dz, ()
+
+    def grads(self, params: ElmanParams, xs, S_in, DZ, dextras, extras):
+        dU, db_U, dX = self.input_grads(params, xs, DZ)
+        dW, db = self.recurrent_grads(DZ, S_in)
+        return ElmanParams(dU, dW, db_U, _maybe(params.b_W, db)), dX
+
+
+register_fused_kernel(ElmanCell, ElmanKernel)

@@ -24,6 +24,7 @@ import optax
 
 from jrnn._src import checks, initializers
 from jrnn._src.cells import gates
+from jrnn._src.contract import Preparable
 
 
 def modrelu(z: jax.Array, b: jax.Array) -> jax.Array:
@@ -77,7 +78,7 @@ class ExpRNNPrepared(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class ExpRNNCell:
+class ExpRNNCell(Preparable):
     """An expRNN cell; build it with :func:`exprnn`. State ``s`` is an array ``[..., H]`` and ``y_t = s_t``."""
 
     hidden_size: int

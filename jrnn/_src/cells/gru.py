@@ -11,6 +11,9 @@ import jax.numpy as jnp
 
 from jrnn._src import checks, initializers
 from jrnn._src.cells import gates
+from jrnn._src.contract import RecurrentMatrix, StateMaskable
+from jrnn._src.solvers.fused import register_fused_kernel
+from jrnn._src.solvers.kernels import Kernel, _add, _maybe, _plus, _row
 
 
 class GRUParams(NamedTuple):
@@ -30,7 +33,7 @@ class GRUParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class GRUCell:
+class GRUCell(StateMaskable, RecurrentMatrix):
     """A GRU cell; build it with :func:`gru`. State ``s`` is an array ``[..., H]`` and ``y_t = s_t``."""
 
     hidden_size: int
@@ -111,3 +114,83 @@ def gru(hidden_size: int, *, reset_after: bool = True, bias: bool = True,
     """
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.gru")
     return GRUCell(hidden_size, bool(reset_after), bias, U_init, W_init, b_init, dtype)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# GRU: gates r, z, n; s_t = (1 - z) n + z s_{t-1}
+# ------------------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class GRUKernel(Kernel):
+    """Residuals per step: ``[tanh((r, z) pre-activations / 2), n]`` (in place) and ``W_n s + b_Wn`` (reset
+    after) or ``r ⊙ s_{t-1}`` (reset before; ``r ⊙ m ⊙ s_{t-1}`` with a state mask)."""
+
+    def consts(self, params: GRUParams, state_mask=None):
+        H = self.cell.hidden_size
+        W, b_U, b_W = params.W, params.b_U, params.b_W
+        if self.cell.reset_after:  # b_Wn sits inside r ⊙ (W_n s + b_Wn): it stays apart
+            b_x = _add(b_U, None if b_W is None else jnp.concatenate([b_W[:2 * H], jnp.zeros((H,), b_W.dtype)]))
+            return dict(W_T=self.weight(W.T), W=self.weight(W), b_x=_row(b_x),
+                        b_n=None if b_W is None else _row(b_W[2 * H:]), m=state_mask)
+        return dict(Wrz_T=self.weight(W[:2 * H].T), Wrz=self.weight(W[:2 * H]), Wn_T=self.weight(W[2 * H:].T),
+                    Wn=self.weight(W[2 * H:]), b_x=_row(_add(b_U, b_W)), m=state_mask)
+
+    def step(self, consts, s, xp, save):
+        H = self.cell.hidden_size
+        xp = _plus(xp, consts["b_x"])
+        s_in = self.mask(consts, s)  # the interpolation below reads the unmasked s
+        if self.cell.reset_after:
+            hw = self.smm(s_in, consts["W_T"])
+            a = jnp.tanh(0.5 * (xp[:, :2 * H] + hw[:, :2 * H]))
+            r = 0.5 + 0.5 * a[:, :H]
+            z = 0.5 + 0.5 * a[:, H:]
+            hn = _plus(hw[:, 2 * H:], consts["b_n"])
+            n = jnp.tanh(xp[:, 2 * H:] + r * hn)
+            extra = (hn,)
+        else:
+            a = jnp.tanh(0.5 * (xp[:, :2 * H] + self.smm(s_in, consts["Wrz_T"])))
+            r = 0.5 + 0.5 * a[:, :H]
+            z = 0.5 + 0.5 * a[:, H:]
+            rs = r * s_in
+            n = jnp.tanh(xp[:, 2 * H:] + self.smm(rs, consts["Wn_T"]))
+            extra = (rs,)
+        s_new = n + z * (s - n)
+        return s_new, s_new, jnp.concatenate([a, n], axis=-1), extra
+
+    def step_bwd(self, consts, ds, dy, a, extra, s_prev, y):
+        H = self.cell.hidden_size
+        ds = ds + dy
+        r = 0.5 + 0.5 * a[:, :H]
+        z = 0.5 + 0.5 * a[:, H:2 * H]
+        n = a[:, 2 * H:]
+        dn = ds * (1.0 - n * n) * (1.0 - z)
+        dz = ds * (s_prev - n) * z * (1.0 - z)
+        if self.cell.reset_after:
+            (hn,) = extra
+            dr = dn * hn * r * (1.0 - r)
+            dnr = dn * r
+            dhw = jnp.concatenate([dr, dz, dnr], axis=-1)
+            dprev = ds * z + self.mask(consts, self.smm(dhw, consts["W"]))
+            return dprev, jnp.concatenate([dr, dz, dn], axis=-1), (dnr,)
+        drs = self.smm(dn, consts["Wn"])
+        dr = drs * self.mask(consts, s_prev) * r * (1.0 - r)
+        drz = jnp.concatenate([dr, dz], axis=-1)
+        dprev = ds * z + self.mask(consts, drs * r + self.smm(drz, consts["Wrz"]))
+        return dprev, jnp.concatenate([drz, dn], axis=-1), ()
+
+    def grads(self, params: GRUParams, xs, S_in, DZ, dextras, extras):
+        H = self.cell.hidden_size
+        dU, db_U, dX = self.input_grads(params, xs, DZ)
+        # Every consumer reads DZ whole (a column slice as a GEMM operand makes XLA copy the buffer): the n rows
+        # of the dW computed from DZ are then replaced by their own GEMM.
+        dW_x, db_x = self.recurrent_grads(DZ, S_in)
+        if self.cell.reset_after:
+            dW_n, db_n = self.recurrent_grads(dextras[0], S_in)  # from dn ⊙ r
+            db_W = jnp.concatenate([db_x[:2 * H], db_n])
+        else:
+            dW_n = self.gram(DZ, extras[0])[2 * H:]  # from dn and r ⊙ m ⊙ s_prev
+            db_W = db_x
+        return GRUParams(dU, jnp.concatenate([dW_x[:2 * H], dW_n]), db_U, _maybe(params.b_W, db_W)), dX
+
+
+register_fused_kernel(GRUCell, GRUKernel)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jrnn._src import checks, initializers
 from jrnn._src.cells import gates
 from jrnn._src.cells.lstm import LSTMState
+from jrnn._src.contract import RecurrentMatrix
 
 EPSILON = 1e-5
 
@@ -90,7 +91,7 @@ def _init_ln(cell, key, input_size: int, num_gates: int, where: str):
 
 
 @dataclasses.dataclass(frozen=True)
-class LayerNormLSTMCell:
+class LayerNormLSTMCell(RecurrentMatrix):
     """A layer-normalised LSTM cell; build it with :func:`layer_norm_lstm`. State :class:`jrnn.LSTMState`."""
 
     hidden_size: int
@@ -127,7 +128,7 @@ class LayerNormLSTMCell:
 
 
 @dataclasses.dataclass(frozen=True)
-class LayerNormGRUCell:
+class LayerNormGRUCell(RecurrentMatrix):
     """A layer-normalised GRU cell; build it with :func:`layer_norm_gru`. State ``s`` ``[..., H]``, ``y_t = s_t``."""
 
     hidden_size: int

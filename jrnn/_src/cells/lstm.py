@@ -11,6 +11,9 @@ import jax.numpy as jnp
 
 from jrnn._src import checks, initializers
 from jrnn._src.cells import gates
+from jrnn._src.contract import RecurrentMatrix, StateMaskable
+from jrnn._src.solvers.fused import register_fused_kernel
+from jrnn._src.solvers.kernels import Kernel, _add, _blocks, _maybe, _plus, _row
 
 
 class LSTMParams(NamedTuple):
@@ -39,7 +42,7 @@ class LSTMState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class LSTMCell:
+class LSTMCell(StateMaskable, RecurrentMatrix):
     """An LSTM cell; build it with :func:`lstm`."""
 
     hidden_size: int
@@ -136,3 +139,88 @@ def lstm(hidden_size: int, *, proj_size: int = 0, forget_bias: float = 1.0, bias
     elif proj_size != 0:
         raise ValueError(f"jrnn.lstm: expected proj_size >= 0, got {proj_size!r}")
     return LSTMCell(hidden_size, proj_size, forget_bias, bias, U_init, W_init, b_init, R_init, dtype)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# LSTM: gates i, f, g, o; c_t = σ(f) c_{t-1} + σ(i) tanh(g); h_t = R σ(o) tanh(c_t)
+# ------------------------------------------------------------------------------------------------------------
+
+def _lstm_gates(a: jax.Array, H: int):
+    """``a = tanh(s ⊙ z)`` with ``s = (½, ½, 1, ½)`` per gate block → ``σ(i), σ(f), tanh(g), σ(o)``."""
+    i = 0.5 + 0.5 * a[..., :H]
+    f = 0.5 + 0.5 * a[..., H:2 * H]
+    g = a[..., 2 * H:3 * H]
+    o = 0.5 + 0.5 * a[..., 3 * H:]
+    return i, f, g, o
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMKernel(Kernel):
+    """Residuals per step: the gates ``a_t`` (in place), ``c_{t-1}`` and ``tanh(c_t)`` (and ``m_t`` with
+    ``proj_size``). ``pack_carry`` carries ``[h, c]`` as one array (the benchmarks' ablation: 6 % faster
+    forward+backward at B = 1, 4 % slower at B = 32; off by default)."""
+
+    pack_carry: bool = False
+
+    def consts(self, params: LSTMParams, state_mask=None):
+        H = self.cell.hidden_size
+        dtype = params.W.dtype
+        scale = _blocks((0.5, 0.5, 1.0, 0.5), H, dtype)
+        dscale = _blocks((0.25, 0.25, 1.0, 0.25), H, dtype)  # σ' = (1 - a²)/4, tanh' = 1 - a²
+        b = _row(_add(params.b_U, params.b_W))
+        R = params.R
+        return dict(W_T=self.weight(params.W.T), W=self.weight(params.W), b=None if b is None else b * scale,
+                    scale=scale, dscale=dscale, R_T=None if R is None else self.weight(R.T),
+                    R=None if R is None else self.weight(R), m=state_mask)
+
+    def carry(self, state: LSTMState):
+        return jnp.concatenate([state.h, state.c], axis=-1) if self.pack_carry else (state.h, state.c)
+
+    def _split(self, carry):
+        if self.pack_carry:
+            P = self.cell.output_size
+            return carry[..., :P], carry[..., P:]
+        return carry
+
+    def _join(self, h, c):
+        return jnp.concatenate([h, c], axis=-1) if self.pack_carry else (h, c)
+
+    def state(self, carry) -> LSTMState:
+        return LSTMState(*self._split(carry))
+
+    def state_output(self, state: LSTMState):
+        return state.h
+
+    def step(self, consts, carry, xp, save):
+        h, c = self._split(carry)
+        H = self.cell.hidden_size
+        a = jnp.tanh(_plus((xp + self.smm(self.mask(consts, h), consts["W_T"])) * consts["scale"], consts["b"]))
+        i, f, g, o = _lstm_gates(a, H)
+        c_new = f * c + i * g
+        tc = jnp.tanh(c_new)
+        m = o * tc
+        if consts["R_T"] is None:
+            return self._join(m, c_new), m, a, (c, tc)
+        h_new = self.smm(m, consts["R_T"])
+        return self._join(h_new, c_new), h_new, a, (c, tc, m)
+
+    def step_bwd(self, consts, dcarry, dy, a, extra, s_prev, y):
+        dh, dc = self._split(dcarry)
+        c_prev, tc = extra[0], extra[1]
+        i, f, g, o = _lstm_gates(a, self.cell.hidden_size)
+        dh = dh + dy
+        dm = dh if consts["R"] is None else self.smm(dh, consts["R"])
+        dc = dc + dm * o * (1.0 - tc * tc)
+        # dz = [dc·g, dc·c_prev, dc·i, dm·tanh(c)] ⊙ (activation' of each gate): one full-width pass.
+        dz = jnp.concatenate([dc * g, dc * c_prev, dc * i, dm * tc], axis=-1) * (1.0 - a * a) * consts["dscale"]
+        dh_prev = self.mask(consts, self.smm(dz, consts["W"]))
+        return self._join(dh_prev, dc * f), dz, (() if consts["R"] is None else (dh,))
+
+    def grads(self, params: LSTMParams, xs, S_in, DZ, dextras, extras):
+        dU, db_U, dX = self.input_grads(params, xs, DZ)
+        dW, db = self.recurrent_grads(DZ, S_in)
+        dR = None if params.R is None else self.gram(dextras[0], extras[2])
+        return LSTMParams(dU, dW, db_U, _maybe(params.b_W, db), dR), dX
+
+
+register_fused_kernel(LSTMCell, LSTMKernel)

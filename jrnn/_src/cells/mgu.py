@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from jrnn._src import checks, initializers
 from jrnn._src.cells import gates
+from jrnn._src.contract import RecurrentMatrix
 
 
 class MGUParams(NamedTuple):
@@ -37,7 +38,7 @@ class MGUParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class MGUCell:
+class MGUCell(RecurrentMatrix):
     """An MGU cell; build it with :func:`mgu`. State ``s`` is an array ``[..., H]`` and ``y_t = s_t``."""
 
     hidden_size: int

@@ -2,8 +2,8 @@
 
 Feng, Tung, Ahmed, Bengio & Hajimirsadeghi, "Were RNNs all we needed?" (arXiv 2410.01201). Taking ``s_{t-1}`` out
 of every gate of the GRU and the LSTM leaves ``s_t = a_t ⊙ s_{t-1} + b_t`` with ``a_t, b_t`` functions of ``x_t``:
-a recurrence that :func:`jrnn.scan` can evaluate in parallel over time (``jrnn/_src/solvers/associative.py``). Both cells use
-the paper's log-space form throughout: the candidate ``h̃_t = g(·)`` is kept positive by
+a recurrence that :func:`jrnn.scan` can evaluate in parallel over time (:func:`jrnn.associative`). Both cells use the
+paper's log-space form throughout: the candidate ``h̃_t = g(·)`` is kept positive by
 
     g(v) = v + 1/2 for v >= 0,   σ(v) for v < 0          (continuous, increasing, g > 0)
 
@@ -21,6 +21,8 @@ import jax.numpy as jnp
 
 from jrnn._src import checks, initializers
 from jrnn._src.cells import gates
+from jrnn._src.contract import LinearRecurrence
+from jrnn._src.solvers import deprecated
 
 
 def positive_candidate(v: jax.Array) -> jax.Array:
@@ -58,8 +60,12 @@ class MinLSTMParams(NamedTuple):
 
 
 def _parallel(value, where: str) -> bool | None:
-    if value is not None and not isinstance(value, bool):
+    """The deprecated ``parallel=`` option: checked, and a warning naming the solver that replaces it."""
+    if value is None:
+        return None
+    if not isinstance(value, bool):
         raise TypeError(f"{where}: expected parallel to be None, True or False, got {value!r}")
+    deprecated.warn(where, f"parallel={value!r}", "solver=jrnn.associative()" if value else "solver=jrnn.sequential()")
     return value
 
 
@@ -72,15 +78,17 @@ def _init(cell, key, input_size: int, blocks: int, where: str):
 
 
 @dataclasses.dataclass(frozen=True)
-class MinGRUCell:
+class MinGRUCell(LinearRecurrence):
     """A minGRU cell; build it with :func:`min_gru`. State ``s`` is an array ``[..., H]`` and ``y_t = s_t``."""
 
     hidden_size: int
-    parallel: bool | None = None
+    parallel: bool | None = None  # deprecated: pass solver=jrnn.associative() or jrnn.sequential()
     bias: bool = True
     U_init: Callable = initializers.glorot_uniform
     b_init: Callable = initializers.zeros
     dtype: Any = jnp.float32
+
+    log_space = True
 
     @property
     def output_size(self) -> int:
@@ -98,8 +106,8 @@ class MinGRUCell:
         s = (1.0 - z) * state + z * positive_candidate(k_h)
         return s, s
 
-    def log_coefficients(self, params: MinGRUParams, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(log(1 - z), log(z ⊙ h̃))``, each ``[B, T, H]``, for the parallel path of :func:`jrnn.scan`."""
+    def coefficients(self, params: MinGRUParams, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(log(1 - z), log(z ⊙ h̃))``, each ``[B, T, H]`` (:class:`jrnn.LinearRecurrence`, in log space)."""
         k_z, k_h = jnp.split(gates.affine(xs, params.U, params.b), 2, axis=-1)
         return -jax.nn.softplus(k_z), -jax.nn.softplus(-k_z) + log_positive_candidate(k_h)
 
@@ -108,15 +116,17 @@ class MinGRUCell:
 
 
 @dataclasses.dataclass(frozen=True)
-class MinLSTMCell:
+class MinLSTMCell(LinearRecurrence):
     """A minLSTM cell; build it with :func:`min_lstm`. State ``s`` is an array ``[..., H]`` and ``y_t = s_t``."""
 
     hidden_size: int
-    parallel: bool | None = None
+    parallel: bool | None = None  # deprecated: pass solver=jrnn.associative() or jrnn.sequential()
     bias: bool = True
     U_init: Callable = initializers.glorot_uniform
     b_init: Callable = initializers.zeros
     dtype: Any = jnp.float32
+
+    log_space = True
 
     @property
     def output_size(self) -> int:
@@ -134,8 +144,8 @@ class MinLSTMCell:
         s = (f / (f + i)) * state + (i / (f + i)) * positive_candidate(k_h)
         return s, s
 
-    def log_coefficients(self, params: MinLSTMParams, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(log f', log(i' ⊙ h̃))``, each ``[B, T, H]``, for the parallel path of :func:`jrnn.scan`.
+    def coefficients(self, params: MinLSTMParams, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(log f', log(i' ⊙ h̃))``, each ``[B, T, H]`` (:class:`jrnn.LinearRecurrence`, in log space).
 
         With ``d = log i - log f = softplus(-k_f) - softplus(-k_i)``: ``log f' = -softplus(d)`` and
         ``log i' = -softplus(-d)`` (the paper's form, never dividing).
@@ -157,17 +167,17 @@ def min_gru(hidden_size: int, *, parallel: bool | None = None, bias: bool = True
         h̃_t   = g(U_h x_t + b_h)                    g(v) = v + 1/2 (v >= 0), σ(v) (v < 0): positive
         s_t   = (1 - z_t) ⊙ s_{t-1} + z_t ⊙ h̃_t       y_t = s_t
 
-    Linear in ``s_{t-1}``: :func:`jrnn.scan` can run it in parallel over time with ``jax.lax.associative_scan``
-    in log space (``log a = -softplus(k_z)``, ``log b = -softplus(-k_z) + log g(k_h)``), every result equal to
-    the sequential ``step``'s to float rounding. The paper reports 175× over the sequential loop at T = 512 on a
-    GPU; on a CPU the loop is the faster of the two (measured 8× for the forward and backward pass at T = 1000,
-    docs/concepts/modern-cells.md), so ``parallel=None`` takes the parallel path on a GPU or TPU only. There is no
-    ``W``: a single layer cannot mix its units over time, so the paper stacks layers (:func:`jrnn.deep`).
+    Linear in ``s_{t-1}`` (a :class:`jrnn.LinearRecurrence`): :func:`jrnn.associative` runs it in parallel over
+    time with ``jax.lax.associative_scan`` in log space (``log a = -softplus(k_z)``,
+    ``log b = -softplus(-k_z) + log g(k_h)``), every result equal to the sequential ``step``'s to float rounding.
+    :func:`jrnn.auto` takes that solver on a GPU or TPU and the loop on a CPU, where it measured faster
+    (docs/concepts/modern-cells.md). There is no ``W``: a single layer cannot mix its units over time, so the
+    paper stacks layers (:func:`jrnn.deep`).
 
     Args:
       hidden_size: H, the size of ``s_t``.
-      parallel: True: :func:`jrnn.scan` evaluates it in parallel over time; False: step by step (as
-        ``fused=False`` does); None (default): in parallel on a GPU or TPU backend, step by step on a CPU.
+      parallel: deprecated (a ``DeprecationWarning``); pass ``solver=jrnn.associative()`` (True) or
+        ``solver=jrnn.sequential()`` (False) to :func:`jrnn.scan` or :class:`jrnn.RNN` instead.
       bias: whether ``b`` exists.
       U_init: initializer (``jrnn.init``) of ``U``, applied per block.
       b_init: initializer of ``b``, applied per block.
@@ -178,11 +188,11 @@ def min_gru(hidden_size: int, *, parallel: bool | None = None, bias: bool = True
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
-      >>> cell = jrnn.min_gru(8, parallel=True)
+      >>> cell = jrnn.min_gru(8)
       >>> params = cell.init(jax.random.key(0), input_size=3)
       >>> xs = jax.random.normal(jax.random.key(1), (2, 50, 3))
-      >>> parallel, _ = jrnn.scan(cell, params, xs)
-      >>> sequential, _ = jrnn.scan(cell, params, xs, fused=False)
+      >>> parallel, _ = jrnn.scan(cell, params, xs, solver=jrnn.associative())
+      >>> sequential, _ = jrnn.scan(cell, params, xs, solver=jrnn.sequential())
       >>> bool(jnp.allclose(parallel, sequential, atol=1e-5))
       True
     """
@@ -200,12 +210,11 @@ def min_lstm(hidden_size: int, *, parallel: bool | None = None, bias: bool = Tru
         s_t = f'_t ⊙ s_{t-1} + i'_t ⊙ h̃_t                       y_t = s_t
 
     with ``g`` as in :func:`min_gru`. The memory cell and the output gate are gone: the state is ``s_t`` alone.
-    :func:`jrnn.scan` runs it in parallel over time in log space as :func:`min_gru`, with the same ``parallel``
-    choice.
+    :func:`jrnn.associative` runs it in parallel over time in log space as :func:`min_gru`.
 
     Args:
       hidden_size: H, the size of ``s_t``.
-      parallel: as for :func:`min_gru`.
+      parallel: deprecated, as for :func:`min_gru`.
       bias: whether ``b`` exists.
       U_init: initializer (``jrnn.init``) of ``U``, applied per block.
       b_init: initializer of ``b``, applied per block.

@@ -22,6 +22,8 @@ from jrnn._src.deep import deep
 from jrnn._src.flax import common as flax_common
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import RNN as PureRNN
+from jrnn._src.solvers.base import Solver
+from jrnn._src.solvers.deprecated import UNSET, solver_from_keywords
 
 __all__ = ["Bidirectional", "Deep", "RNN", "Recurrent"]
 
@@ -99,21 +101,24 @@ class RNN(_Base):
     Attributes:
       cell: a jrnn cell, e.g. ``jrnn.lstm(64)``.
       reverse: run each sequence backwards (length-aware).
-      unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
+      solver: None (:func:`jrnn.auto`) or any solver, as in :func:`jrnn.scan`.
       dropout: :func:`jrnn.recurrent_dropout` rates, drawn from the ``'dropout'`` RNG when not ``deterministic``.
       deterministic: turns dropout off; may be given at call time instead.
+      unroll: deprecated; pass ``solver=jrnn.sequential(unroll)`` or ``jrnn.fused(unroll=...)``.
     """
 
     cell: Cell
     reverse: bool = False
-    unroll: int | bool = 1
+    solver: Solver | None = None
     dropout: RecurrentDropout | None = None
     deterministic: bool | None = None
+    unroll: Any = UNSET
 
     def _layer(self) -> SequenceLayer:
         if not isinstance(self.cell, Cell):
             raise TypeError(f"jrnn.flax.linen.RNN: expected a jrnn cell (jrnn.elman/lstm/gru(...)), got {self.cell!r}")
-        return PureRNN(self.cell, self.reverse, self.unroll, dropout=self.dropout)
+        solver = solver_from_keywords("jrnn.flax.linen.RNN", self.solver, unroll=self.unroll)
+        return PureRNN(self.cell, self.reverse, solver, self.dropout)
 
 
 class Bidirectional(_Base):
@@ -124,21 +129,24 @@ class Bidirectional(_Base):
       forward: the forward cell.
       backward: the backward cell (default: configured like ``forward``, own parameters).
       merge: ``'concat'``, ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(...)`` or a callable.
-      unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
+      solver: None (:func:`jrnn.auto`) or any solver, for both directions, as in :func:`jrnn.scan`.
       dropout: :func:`jrnn.recurrent_dropout` rates for both directions, drawn from the ``'dropout'`` RNG when not
         ``deterministic``.
       deterministic: turns dropout off; may be given at call time instead.
+      unroll: deprecated; pass ``solver=jrnn.sequential(unroll)`` or ``jrnn.fused(unroll=...)``.
     """
 
     forward: Cell
     backward: Cell | None = None
     merge: Any = "concat"
-    unroll: int | bool = 1
+    solver: Solver | None = None
     dropout: RecurrentDropout | None = None
     deterministic: bool | None = None
+    unroll: Any = UNSET
 
     def _layer(self) -> SequenceLayer:
-        return bidirectional(self.forward, self.backward, self.merge, unroll=self.unroll, dropout=self.dropout)
+        solver = solver_from_keywords("jrnn.flax.linen.Bidirectional", self.solver, unroll=self.unroll)
+        return bidirectional(self.forward, self.backward, self.merge, solver=solver, dropout=self.dropout)
 
 
 class Deep(_Base):
@@ -150,12 +158,14 @@ class Deep(_Base):
       dropout: the rate of dropout between layers, active when not ``deterministic``.
       residual: add each layer's input to its output from layer 2 on.
       deterministic: turns dropout off; may be given at call time instead.
+      solver: the solver of every layer given as a bare cell (None: :func:`jrnn.auto`), as in :func:`jrnn.deep`.
     """
 
     layers: Sequence[Any]
     dropout: float = 0.0
     residual: bool = False
     deterministic: bool | None = None
+    solver: Solver | None = None
 
     def _layer(self) -> SequenceLayer:
-        return deep(tuple(self.layers), dropout=self.dropout, residual=self.residual)
+        return deep(tuple(self.layers), dropout=self.dropout, residual=self.residual, solver=self.solver)

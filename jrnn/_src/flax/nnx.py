@@ -20,6 +20,8 @@ from jrnn._src.deep import deep
 from jrnn._src.flax import common as flax_common
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import RNN as PureRNN
+from jrnn._src.solvers.base import Solver
+from jrnn._src.solvers.deprecated import UNSET, solver_from_keywords
 
 __all__ = ["Bidirectional", "Deep", "RNN", "Recurrent"]
 
@@ -130,20 +132,22 @@ class RNN(Recurrent):
       cell: a jrnn cell, e.g. ``jrnn.lstm(64)``.
       input_size: F, the number of input features.
       reverse: run each sequence backwards (length-aware).
-      unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
+      solver: None (:func:`jrnn.auto`) or any solver, as in :func:`jrnn.scan`.
       dropout: :func:`jrnn.recurrent_dropout` rates (variational dropout, weight drop), drawn from the
         ``dropout`` stream while ``deterministic`` is False.
       params: as for :class:`Recurrent`.
       rngs: as for :class:`Recurrent`.
       deterministic: as for :class:`Recurrent`.
+      unroll: deprecated; pass ``solver=jrnn.sequential(unroll)`` or ``jrnn.fused(unroll=...)``.
     """
 
-    def __init__(self, cell: Cell, input_size: int, *, reverse: bool = False, unroll: int | bool = 1,
+    def __init__(self, cell: Cell, input_size: int, *, reverse: bool = False, solver: Solver | None = None,
                  dropout: RecurrentDropout | None = None, params: Any = None, rngs: nnx.Rngs | None = None,
-                 deterministic: bool = False):
+                 deterministic: bool = False, unroll: Any = UNSET):
         if not isinstance(cell, Cell):
             raise TypeError(f"jrnn.flax.nnx.RNN: expected a jrnn cell (jrnn.elman/lstm/gru(...)), got {cell!r}")
-        super().__init__(PureRNN(cell, reverse, unroll, dropout=dropout), input_size, params=params, rngs=rngs,
+        solver = solver_from_keywords("jrnn.flax.nnx.RNN", solver, unroll=unroll)
+        super().__init__(PureRNN(cell, reverse, solver, dropout), input_size, params=params, rngs=rngs,
                          deterministic=deterministic)
 
 
@@ -156,18 +160,20 @@ class Bidirectional(Recurrent):
       input_size: F, the number of input features.
       backward: the backward cell (default: configured like ``forward``, own parameters).
       merge: ``'concat'``, ``'sum'``, ``'mean'``, ``'product'``, ``jrnn.seed_merge(...)`` or a callable.
-      unroll: time steps per loop iteration, as in :func:`jrnn.scan`.
+      solver: None (:func:`jrnn.auto`) or any solver, for both directions, as in :func:`jrnn.scan`.
       dropout: :func:`jrnn.recurrent_dropout` rates for both directions, drawn from the ``dropout`` stream while
         ``deterministic`` is False.
       params: as for :class:`Recurrent`.
       rngs: as for :class:`Recurrent`.
       deterministic: as for :class:`Recurrent`.
+      unroll: deprecated; pass ``solver=jrnn.sequential(unroll)`` or ``jrnn.fused(unroll=...)``.
     """
 
     def __init__(self, forward: Cell, input_size: int, *, backward: Cell | None = None, merge: Any = "concat",
-                 unroll: int | bool = 1, dropout: RecurrentDropout | None = None, params: Any = None,
-                 rngs: nnx.Rngs | None = None, deterministic: bool = False):
-        super().__init__(bidirectional(forward, backward, merge, unroll=unroll, dropout=dropout), input_size,
+                 solver: Solver | None = None, dropout: RecurrentDropout | None = None, params: Any = None,
+                 rngs: nnx.Rngs | None = None, deterministic: bool = False, unroll: Any = UNSET):
+        solver = solver_from_keywords("jrnn.flax.nnx.Bidirectional", solver, unroll=unroll)
+        super().__init__(bidirectional(forward, backward, merge, solver=solver, dropout=dropout), input_size,
                          params=params, rngs=rngs, deterministic=deterministic)
 
 
@@ -181,12 +187,14 @@ class Deep(Recurrent):
       dropout: the rate of dropout between layers (PyTorch's), drawn from the ``dropout`` stream while
         ``deterministic`` is False.
       residual: add each layer's input to its output from layer 2 on.
+      solver: the solver of every layer given as a bare cell (None: :func:`jrnn.auto`), as in :func:`jrnn.deep`.
       params: as for :class:`Recurrent`.
       rngs: as for :class:`Recurrent`.
       deterministic: as for :class:`Recurrent`.
     """
 
     def __init__(self, layers: Sequence[Any], input_size: int, *, dropout: float = 0.0, residual: bool = False,
-                 params: Any = None, rngs: nnx.Rngs | None = None, deterministic: bool = False):
-        super().__init__(deep(layers, dropout=dropout, residual=residual), input_size, params=params, rngs=rngs,
-                         deterministic=deterministic)
+                 solver: Solver | None = None, params: Any = None, rngs: nnx.Rngs | None = None,
+                 deterministic: bool = False):
+        super().__init__(deep(layers, dropout=dropout, residual=residual, solver=solver), input_size,
+                         params=params, rngs=rngs, deterministic=deterministic)

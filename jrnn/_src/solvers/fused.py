@@ -1,9 +1,10 @@
-"""The fused path of :func:`jrnn.scan`: the built-in cells' recurrence computed as cuDNN computes an RNN layer.
+"""The fused solver: a cell's own kernel, the recurrence computed as cuDNN computes an RNN layer.
 
-For :func:`jrnn.elman`, :func:`jrnn.lstm` and :func:`jrnn.gru` cells, ``jrnn.scan`` (``fused=True``, the default)
-calls :func:`fused_layer`, which returns what the plain ``lax.scan`` over ``cell.step`` returns (outputs, final
-state, and every gradient, to float rounding). What it does differently (Appleyard, Kocisky & Blunsom 2016,
-"Optimizing performance of recurrent neural networks on GPUs", arXiv:1604.01946):
+A cell joins by registering a kernel from its own module (:func:`register_fused_kernel`; the built-in
+:func:`jrnn.elman`, :func:`jrnn.lstm` and :func:`jrnn.gru` do, in ``jrnn/_src/cells``). :func:`fused_layer` then
+returns what the sequential ``lax.scan`` over ``cell.step`` returns (outputs, final state, and every gradient, to
+float rounding). What it does differently (Appleyard, Kocisky & Blunsom 2016, "Optimizing performance of
+recurrent neural networks on GPUs", arXiv:1604.01946):
 
 1. The input projections of all time steps are one GEMM before the loop, ``xp[T, B, G·H] = X U^T``, time-major
    (``xs`` is transposed once, outside the loop), so step t reads one contiguous ``[B, G·H]`` block.
@@ -13,43 +14,128 @@ state, and every gradient, to float rounding). What it does differently (Appleya
    pre-activations; the weight, bias and input gradients are single GEMMs after the loop
    (``dW = DZ^T S_prev``, ``dU = DZ^T X``, ``dX = DZ U``, ``db = 1^T DZ``). Under variational dropout the state
    mask ``m`` is a constant of the loops: ``S_prev`` becomes ``m ⊙ S_prev`` in ``dW`` and each step's state
-   gradient from the recurrent matmul is multiplied by ``m`` (``fused_cells.py``).
+   gradient from the recurrent matmul is multiplied by ``m`` (``kernels.py``).
 4. No ``[T, B, G·H]`` buffer beyond the GEMM's output: the forward loop overwrites ``xp[t]`` with step t's
    activated gates (the residual the backward pass needs), and the backward loop overwrites those with the gate
    gradients ``DZ``. Fewer and smaller buffers matter on the CPU: every fresh page of a large buffer costs a page
    fault on each call.
 
-The step math of each cell is in ``jrnn/_src/solvers/kernels.py``.
+The kernel interface is in ``jrnn/_src/solvers/kernels.py``; each cell's step math is beside the cell.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jrnn._src.sequences import batch_like, keep_where, reverse_sequences, valid_mask
+from jrnn._src import checks
+from jrnn._src.sequences import batch_like, keep_where, reverse_sequences
+from jrnn._src.solvers.base import Problem, Solver
 from jrnn._src.solvers.kernels import Kernel
+
+_KERNELS: dict[type, type[Kernel]] = {}
+
+
+def register_fused_kernel(cell_type: type, kernel_type: type[Kernel]) -> type[Kernel]:
+    """Registers ``kernel_type`` as the fused kernel of cells of exactly ``cell_type``; returns ``kernel_type``.
+
+    The registry is open: a cell of your own joins from its own module, as the built-in cells do from theirs.
+    It is keyed by exact type, so a subclass that changes the step never inherits a kernel that computes its
+    parent's equations; a subclass that keeps them registers the parent's kernel for itself. The kernel is built
+    as ``kernel_type(cell, matmul_dtype, matmul_dtype)`` (:class:`jrnn.FusedKernel` documents its methods;
+    docs/concepts/custom-cells.md has a tested example).
+
+    Example:
+      >>> import jrnn
+      >>> from jrnn._src.cells.elman import ElmanKernel
+      >>> class MyElman(jrnn.ElmanCell):  # same equations, another name
+      ...     pass
+      >>> jrnn.register_fused_kernel(MyElman, ElmanKernel) is ElmanKernel
+      True
+    """
+    if not isinstance(cell_type, type):
+        raise TypeError(f"jrnn.register_fused_kernel: expected a cell class, got {cell_type!r}")
+    if not (isinstance(kernel_type, type) and issubclass(kernel_type, Kernel)):
+        raise TypeError(f"jrnn.register_fused_kernel: expected a subclass of jrnn.FusedKernel, got {kernel_type!r}")
+    _KERNELS[cell_type] = kernel_type
+    return kernel_type
+
+
+def kernel_for(cell: Any, matmul_dtype: Any = None) -> Kernel | None:
+    """The registered kernel of ``cell`` (exact type), or None. ``matmul_dtype`` applies to every matmul
+    (bfloat16 for the per-step ones too: BENCHMARKS.md measured no gain from the large GEMMs alone)."""
+    make = _KERNELS.get(type(cell))
+    return None if make is None else make(cell, matmul_dtype, matmul_dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fused(Solver):
+    """A cell's registered kernel; build it with :func:`jrnn.fused`."""
+
+    matmul_dtype: Any = None
+    unroll: int | bool = 1
+    name = "fused"
+
+    def check(self, cell: Any, where: str, *, state_mask: bool = False) -> None:
+        if kernel_for(cell) is None:
+            raise ValueError(f"{where}: jrnn.fused() needs a cell with a registered fused kernel (jrnn.elman, "
+                             f"jrnn.lstm, jrnn.gru, or one registered with jrnn.register_fused_kernel), got a "
+                             f"{type(cell).__name__}; use jrnn.auto() or jrnn.sequential()")
+        super().check(cell, where, state_mask=state_mask)
+
+    def reverse(self, xs: jax.Array, lengths: jax.Array | None) -> jax.Array:
+        return _reverse(xs, lengths)
+
+    def solve(self, problem: Problem) -> tuple[jax.Array, Any]:
+        kernel = kernel_for(problem.cell, self.matmul_dtype)
+        time = problem.xs.shape[1]
+        unroll = time if self.unroll is True else self.unroll
+        return fused_layer(kernel, unroll, problem.params, problem.xs, problem.state, problem.lengths,
+                           problem.state_mask)
+
+
+def fused(matmul_dtype: Any = None, *, unroll: int | bool = 1) -> Fused:
+    """The cell's own fused kernel (:func:`jrnn.register_fused_kernel`): every input projection in one GEMM before
+    the loop, one matmul per step, and a custom VJP whose backward loop carries only the state gradient, with the
+    weight, bias and input gradients as single GEMMs after the loop, as cuDNN does (``jrnn/_src/solvers/fused.py``;
+    speed in BENCHMARKS.md). Same results and gradients as :func:`jrnn.sequential` to float rounding (tested in
+    float64 and against PyTorch). The built-in :func:`jrnn.elman`, :func:`jrnn.lstm` and :func:`jrnn.gru` have one;
+    another cell raises ``ValueError``.
+
+    Args:
+      matmul_dtype: None computes every matmul in its operands' dtype. ``jnp.bfloat16`` runs the matmuls on
+        bfloat16 operands with float32 accumulation, keeping the state, the elementwise math and the outputs in
+        the dtype of ``xs``: mixed precision, about 3 significant digits.
+      unroll: time steps per loop iteration (``True``: all of them); a speed knob only (1 measured fastest on
+        XLA:CPU: BENCHMARKS.md, ablation).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.lstm(8)
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> xs = jnp.ones((2, 5, 3))
+      >>> fast, _ = jrnn.scan(cell, params, xs, solver=jrnn.fused(jnp.bfloat16))
+      >>> bool(jnp.allclose(fast, jrnn.scan(cell, params, xs, solver=jrnn.sequential())[0], atol=1e-2))
+      True
+    """
+    dtype = checks.matmul_dtype(matmul_dtype, "jrnn.fused")
+    if unroll is not True:
+        unroll = checks.positive_int("unroll", unroll, "jrnn.fused")
+    return Fused(dtype, unroll)
 
 
 def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: Any, lengths: jax.Array | None,
-                reverse: bool = False, state_mask: jax.Array | None = None) -> tuple[jax.Array, Any]:
-    """:func:`jrnn.scan`'s fused path after its checks: ``xs[B, T, F]``, a state with batch shape ``[B]``, at least
-    one time step. ``kernel`` is a cell's (``fused_cells.kernel_for``; the benchmarks build variants of them).
+                state_mask: jax.Array | None = None) -> tuple[jax.Array, Any]:
+    """The fused loops on checked inputs: ``xs[B, T, F]`` (zero at padded steps), a state with batch shape ``[B]``,
+    at least one time step. ``kernel`` is a cell's (:func:`kernel_for`; the benchmarks build variants of them).
     ``state_mask[B, P]``: variational dropout's mask on the state where it enters the recurrent matmul."""
-    if reverse:
-        xs = _reverse(xs, lengths)
-    mask = valid_mask(lengths, *xs.shape[:2])
-    if mask is not None:  # padded inputs never reach the cell (nor, as NaN, the after-loop GEMMs' dU = DZ^T X)
-        xs = jnp.where(mask[:, :, None], xs, jnp.zeros_like(xs))
     params = batch_like(params, xs, axis=None)  # varying as xs is inside shard_map, so the custom VJP's types agree
     ys, final_state = _fused_layer(kernel, unroll, params, jnp.swapaxes(xs, 0, 1), state, lengths, state_mask)
-    ys = jnp.swapaxes(ys, 0, 1)
-    if reverse:
-        ys = _reverse(ys, lengths)
-    return ys, final_state
+    return jnp.swapaxes(ys, 0, 1), final_state
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -1,10 +1,22 @@
-"""Linear recurrences over time in ``O(log T)`` depth: the inner solve of the Newton solvers (``newton.py``).
+"""Linear recurrences over time in ``O(log T)`` depth: the one module that solves them, for the associative solver
+(``associative.py``) and for the inner step of the Newton solvers (``newton.py``).
 
 A linear recurrence ``s_t = A_t s_{t-1} + b_t`` is a composition of affine maps, and affine maps compose
 associatively: ``(A_1, b_1)`` then ``(A_2, b_2)`` is ``(A_2 A_1, A_2 b_1 + b_2)``. ``jax.lax.associative_scan``
 therefore computes every prefix, every ``s_t``, in ``O(log T)`` sequential depth (Blelloch 1990). ``A_t`` is a
-``[D, D]`` matrix (DEER) or a diagonal, stored as its ``[D]`` vector (quasi-DEER, ELK). ``s_0`` is folded into
-the first element, ``b_1 <- A_1 s_0 + b_1``, so the ``b`` component of each prefix is ``s_t`` itself.
+``[D, D]`` matrix (DEER) or a diagonal, stored as its ``[D]`` vector (quasi-DEER, ELK, the diagonal linear cells),
+real of either sign or complex. ``s_0`` is folded into the first element, ``b_1 <- A_1 s_0 + b_1``, so the ``b``
+component of each prefix is ``s_t`` itself.
+
+For positive coefficients the solve can also run in log space (:func:`log_linear_scan`). Feng et al. (2024, "Were
+RNNs all we needed?", arXiv 2410.01201) keep ``a_t, b_t > 0`` and take ``a*_t = cumsum(log a)`` and
+``log s_t = a*_t + logcumsumexp(log b - a*)``, which cancels two large numbers when ``a*_t`` is very negative.
+Here the associative scan runs on the log pairs directly,
+
+    (A_1, L_1) ∘ (A_2, L_2) = (A_1 + A_2, logaddexp(L_1 + A_2, L_2)),
+
+so ``A_t = Σ log a`` and ``L_t = log Σ_k (Π a) b_k`` are each exact to rounding; the initial state, of any sign,
+enters linearly: ``s_t = exp(A_t) ⊙ s_0 + exp(L_t)``.
 
 The damped step of ELK (Gonzalez et al. 2024) is the Levenberg-Marquardt step
 
@@ -35,11 +47,32 @@ def _compose_diagonal(earlier, later):
     return a2 * a1, a2 * b1 + b2
 
 
+def _compose_log(earlier, later):
+    A1, L1 = earlier
+    A2, L2 = later
+    return A1 + A2, jnp.logaddexp(L1 + A2, L2)
+
+
+def log_linear_scan(log_a: jax.Array, log_b: jax.Array, s0: jax.Array) -> jax.Array:
+    """Every ``s_t`` of ``s_t = a_t ⊙ s_{t-1} + b_t`` for positive ``a``, ``b``, from ``log a``, ``log b``
+    ``[B, T, H]`` and ``s0 [B, H]`` of any sign: ``s [B, T, H]``, in log space.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jrnn._src.solvers.linear import log_linear_scan
+      >>> log_linear_scan(jnp.log(jnp.full((1, 3, 1), 2.0)), jnp.zeros((1, 3, 1)), -jnp.ones((1, 1)))[0, :, 0]
+      Array([-1., -1., -1.], dtype=float32)
+    """
+    A, L = jax.lax.associative_scan(_compose_log, (log_a, log_b), axis=1)
+    return jnp.exp(A) * s0[:, None, :] + jnp.exp(L)
+
+
 def linear_scan(A: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False) -> jax.Array:
     """Every ``s_t`` of ``s_t = A_t s_{t-1} + b_t``: ``A [B, T, D, D]`` or diagonal ``[B, T, D]``, ``b [B, T, D]``,
     ``s0 [B, D]`` -> ``s [B, T, D]``.
 
-    With ``reverse=True`` time runs backwards: ``s_t = A_t s_{t+1} + b_t`` from ``s_{T+1} = s0``.
+    With ``reverse=True`` time runs backwards: ``s_t = A_t s_{t+1} + b_t`` from ``s_{T+1} = s0``. The
+    coefficients may have either sign or be complex (``s`` then has the promoted dtype).
 
     Example:
       >>> import jax.numpy as jnp
@@ -48,10 +81,12 @@ def linear_scan(A: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = Fa
       Array([1., 3., 7.], dtype=float32)
     """
     full = A.ndim == b.ndim + 1
+    dtype = jnp.result_type(A, b, s0)
+    A, b, s0 = (jnp.asarray(v, dtype) for v in (A, b, s0))
     first = 0 if not reverse else -1
     A0 = A[:, first]
     b0 = b[:, first] + (jnp.einsum("bij,bj->bi", A0, s0) if full else A0 * s0)
-    b = jnp.asarray(b).at[:, first].set(b0)
+    b = b.at[:, first].set(b0)
     compose = _compose_full if full else _compose_diagonal
     return jax.lax.associative_scan(compose, (A, b), reverse=reverse, axis=1)[1]
 

@@ -32,21 +32,20 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jrnn._src.contract import prepare
-from jrnn._src.sequences import per_step, reverse_sequences, valid_mask
+from jrnn._src.solvers.base import Problem, Solver, zero_padded
 from jrnn._src.solvers.linear import damped_diagonal_step, linear_scan
 
-METHODS = ("sequential", "deer", "quasi_deer", "elk")
+METHODS = ("deer", "quasi_deer", "elk")
 INITS = ("zeros", "state", "step")
 TOLERANCE = {8: 1e-10, 4: 1e-5, 2: 1e-2}  # default atol = rtol, by the state dtype's itemsize
 
 
 @dataclasses.dataclass(frozen=True)
-class Solver:
-    """How :func:`jrnn.scan` evaluates a recurrence over time. Build one with :func:`jrnn.sequential`,
-    :func:`jrnn.deer`, :func:`jrnn.quasi_deer` or :func:`jrnn.elk`; the fields are documented there."""
+class Newton(Solver):
+    """A parallel-in-time Newton solver: build one with :func:`jrnn.deer`, :func:`jrnn.quasi_deer` or
+    :func:`jrnn.elk`, which document the fields."""
 
-    method: str = "sequential"
+    method: str = "deer"
     max_iters: int | None = None
     atol: float | None = None
     rtol: float | None = None
@@ -54,6 +53,36 @@ class Solver:
     init: str = "zeros"
     fallback: str = "sequential"
     gradient: str = "parallel"
+
+    @property
+    def name(self) -> str:
+        return self.method
+
+    def check(self, cell: Any, where: str, *, state_mask: bool = False) -> None:
+        super().check(cell, where, state_mask=state_mask)
+        if self.fallback != "sequential":
+            raise ValueError(f"{where}: expected fallback='sequential' for a solver given to jrnn.scan, which "
+                             f"cannot report a run that did not converge; got fallback={self.fallback!r} "
+                             f"(jrnn.newton_scan returns the iterate and its info)")
+
+    def solve(self, problem: Problem) -> tuple[jax.Array, Any]:
+        ys, final, _ = self.solve_with_info(problem)
+        return ys, final
+
+    def solve_with_info(self, problem: Problem) -> tuple[jax.Array, Any, NewtonInfo]:
+        """:meth:`solve` and what Newton did: ``(ys, final_state, info)``."""
+        cell, params, xs, state, _, mask, state_mask = problem
+        batch, time = xs.shape[:2]
+        valid = jnp.ones((batch, time), bool) if mask is None else mask
+        _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda leaf: leaf[0], state))
+        s0 = jax.vmap(lambda s: ravel_pytree(s)[0])(state)
+        flat = _Flat(cell, unravel, self, state_mask is not None)
+        m = jnp.zeros((batch, 0), s0.dtype) if state_mask is None else state_mask.astype(s0.dtype)
+        states, info = flat.solve(params, xs, s0, valid.astype(s0.dtype), m)
+        prevs = _previous(states, s0)
+        ys = jax.vmap(jax.vmap(flat.output, (None, 0, 0, None)), (None, 0, 0, 0))(params, prevs, xs, m)
+        final = jax.vmap(unravel)(states[:, -1])  # padded steps are the identity: the last state is each one's own
+        return zero_padded(ys, mask), final, info
 
 
 class NewtonInfo(NamedTuple):
@@ -72,7 +101,7 @@ class NewtonInfo(NamedTuple):
     converged: jax.Array
 
 
-def _check(method: str, max_iters, atol, rtol, damping, init, fallback, gradient) -> Solver:
+def _check(method: str, max_iters, atol, rtol, damping, init, fallback, gradient) -> Newton:
     where = f"jrnn.{method}"
     if max_iters is not None and (isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1):
         raise ValueError(f"{where}: expected max_iters to be None or an int >= 1, got {max_iters!r}")
@@ -85,22 +114,11 @@ def _check(method: str, max_iters, atol, rtol, damping, init, fallback, gradient
                                  ("gradient", gradient, ("parallel", "sequential"))):
         if value not in allowed:
             raise ValueError(f"{where}: expected {name} to be one of {allowed}, got {value!r}")
-    return Solver(method, max_iters, atol, rtol, float(damping), init, fallback, gradient)
-
-
-def sequential() -> Solver:
-    """The default solver: one step after another (``jax.lax.scan``, or the fused path), ``T`` steps deep.
-
-    Example:
-      >>> import jrnn
-      >>> jrnn.sequential().method
-      'sequential'
-    """
-    return Solver()
+    return Newton(method, max_iters, atol, rtol, float(damping), init, fallback, gradient)
 
 
 def deer(*, max_iters: int | None = None, atol: float | None = None, rtol: float | None = None,
-         init: str = "zeros", fallback: str = "sequential", gradient: str = "parallel") -> Solver:
+         init: str = "zeros", fallback: str = "sequential", gradient: str = "parallel") -> Newton:
     """DEER (Lim et al. 2024): Newton's method over all time steps at once, each iteration one linear recurrence
     with the full ``[D, D]`` state Jacobians, solved by ``jax.lax.associative_scan`` (``O(log T)`` deep).
 
@@ -136,7 +154,7 @@ def deer(*, max_iters: int | None = None, atol: float | None = None, rtol: float
 
 
 def quasi_deer(*, max_iters: int | None = None, atol: float | None = None, rtol: float | None = None,
-               init: str = "zeros", fallback: str = "sequential", gradient: str = "sequential") -> Solver:
+               init: str = "zeros", fallback: str = "sequential", gradient: str = "sequential") -> Newton:
     """quasi-DEER (Gonzalez et al. 2024): DEER with only the diagonal of each state Jacobian, ``O(T D)`` work and
     memory per iteration. The iteration converges more slowly where the Jacobian is far from diagonal (still
     exact after T steps); the gradient is exact all the same, since it uses the true Jacobians (by default the
@@ -156,7 +174,7 @@ def quasi_deer(*, max_iters: int | None = None, atol: float | None = None, rtol:
 
 def elk(damping: float = 1e-8, *, max_iters: int | None = None, atol: float | None = None,
         rtol: float | None = None, init: str = "zeros", fallback: str = "sequential",
-        gradient: str = "sequential") -> Solver:
+        gradient: str = "sequential") -> Newton:
     """ELK (Gonzalez et al. 2024): quasi-DEER with a Levenberg-Marquardt damped step,
     ``argmin_s Σ_t |s_t - a_t ⊙ s_{t-1} - b_t|² + λ Σ_t |s_t - s^(i)_t|²``, computed by a Kalman smoother that
     runs in parallel over time (``jrnn/_src/solvers/linear.py``), every step taken with the same ``λ`` (as in the
@@ -192,54 +210,18 @@ def elk(damping: float = 1e-8, *, max_iters: int | None = None, atol: float | No
     return _check("elk", max_iters, atol, rtol, damping, init, fallback, gradient)
 
 
-def is_parallel(solver: Solver | None, where: str) -> bool:
-    """Whether ``solver`` asks for a Newton solve; raises ``TypeError`` for something that is not a solver."""
-    if solver is None:
-        return False
-    if not isinstance(solver, Solver):
-        raise TypeError(f"{where}: expected solver to be None, jrnn.sequential(), jrnn.deer(...), "
-                        f"jrnn.quasi_deer(...) or jrnn.elk(...), got {solver!r}")
-    return solver.method != "sequential"
-
-
-def newton_layer(cell: Any, params: Any, xs: jax.Array, state: Any, lengths: jax.Array | None, reverse: bool,
-                 solver: Solver, state_mask: jax.Array | None = None) -> tuple[jax.Array, Any, NewtonInfo]:
-    """:func:`jrnn.scan`'s contract (checked inputs, ``T > 0``) by a Newton solver: ``(ys, final_state, info)``."""
-    batch, time = xs.shape[:2]
-    params = prepare(cell, params)
-    if reverse:
-        xs = reverse_sequences(xs, lengths)
-    mask = valid_mask(lengths, batch, time)
-    if mask is not None:
-        xs = jnp.where(per_step(mask, xs), xs, jnp.zeros_like(xs))
-    valid = jnp.ones((batch, time), bool) if mask is None else mask
-    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda leaf: leaf[0], state))
-    s0 = jax.vmap(lambda s: ravel_pytree(s)[0])(state)
-    problem = _Problem(cell, unravel, solver, state_mask is not None)
-    m = jnp.zeros((batch, 0), s0.dtype) if state_mask is None else state_mask.astype(s0.dtype)
-    states, info = problem.solve(params, xs, s0, valid.astype(s0.dtype), m)
-    prevs = _previous(states, s0)
-    ys = jax.vmap(jax.vmap(problem.output, (None, 0, 0, None)), (None, 0, 0, 0))(params, prevs, xs, m)
-    if mask is not None:
-        ys = jnp.where(per_step(mask, ys), ys, jnp.zeros_like(ys))
-    if reverse:
-        ys = reverse_sequences(ys, lengths)
-    final = jax.vmap(unravel)(states[:, -1])  # padded steps are the identity: the last state is each one's own
-    return ys, final, info
-
-
 def _previous(states: jax.Array, s0: jax.Array) -> jax.Array:
     """``[s_0, ..., s_{T-1}]`` from ``states = [s_1, ..., s_T]``."""
     return jnp.concatenate([s0[:, None], states[:, :-1]], axis=1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class _Problem:
+class _Flat:
     """The flattened recurrence ``s_t = f(s_{t-1}, x_t)`` of one cell: one sequence's state as a ``[D]`` vector."""
 
     cell: Any
     unravel: Any
-    solver: Solver
+    solver: Newton
     masked: bool  # whether the cell's step takes a variational-dropout state mask
 
     def _step(self, params, s, x, m):
