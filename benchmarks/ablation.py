@@ -9,7 +9,8 @@ Each variant is ``fn(params, xs) -> ys`` on jrnn's parameters (PyTorch's weights
 - ``abl_unroll2`` / ``abl_unroll4`` / ``abl_unroll8``: the full fused path with that many steps per loop iteration;
 - ``abl_packed``: the full fused path with the LSTM's ``(h, c)`` carried as one array (LSTM only).
 
-``jrnn_plain`` (``jrnn.scan(..., fused=False)``: a ``lax.scan`` over ``cell.step``, autodiff), ``jrnn`` (everything)
+``jrnn_plain`` (``jrnn.scan(..., solver=jrnn.sequential())``: a ``lax.scan`` over ``cell.step``, autodiff),
+``jrnn`` (everything)
 and ``jrnn_bf16`` (plus bfloat16 matmuls) complete the table; they are built in ``peers_jax.py``.
 """
 
@@ -20,8 +21,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jrnn._src.cells.lstm import LSTMKernel
 from jrnn._src.solvers import fused as fused_mod
-from jrnn._src.solvers.kernels import LSTMKernel, kernel_for
+from jrnn._src.solvers.fused import kernel_for
 
 VARIANTS = ("abl_hoist_scan", "abl_fused_autodiff", "abl_unroll2", "abl_unroll4", "abl_unroll8", "abl_packed")
 

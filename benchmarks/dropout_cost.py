@@ -32,7 +32,8 @@ def build(cell, dropout, fused, B, T, H):
     g = jax.random.normal(jax.random.key(2), (B, T, cell.output_size))
 
     def loss(p, x, key):
-        ys = jrnn.scan(cell, p, x, fused=fused, dropout=dropout, key=None if dropout is None else key)[0]
+        solver = jrnn.auto() if fused else jrnn.sequential()
+        ys = jrnn.scan(cell, p, x, solver=solver, dropout=dropout, key=None if dropout is None else key)[0]
         return jnp.vdot(ys, g)
 
     fn = jax.jit(jax.grad(loss, argnums=(0, 1)))

@@ -71,11 +71,11 @@ def build(impl: str, cfg: Config, seed: int = 0):
         elif impl == "jrnn":  # the from_torch network: jrnn.deep -> jrnn.RNN -> jrnn.scan (fused path)
             fn, p = (lambda p, xs: fn_torch(p, xs)[0]), params
         elif impl == "jrnn_plain":
-            fn = lambda p, xs: jrnn.scan(cell, p, xs, fused=False)[0]  # noqa: E731
+            fn = lambda p, xs: jrnn.scan(cell, p, xs, solver=jrnn.sequential())[0]  # noqa: E731
         elif impl in ("jrnn_all", "jrnn_all_mt"):  # every core: the batch split over the worker's CPU devices
             fn, p = jrnn.sharding.batch_parallel(lambda p, xs: fn_torch(p, xs)[0]), params
         elif impl == "jrnn_bf16":
-            fn = lambda p, xs: jrnn.scan(cell, p, xs, matmul_dtype=jnp.bfloat16)[0]  # noqa: E731
+            fn = lambda p, xs: jrnn.scan(cell, p, xs, solver=jrnn.fused(jnp.bfloat16))[0]  # noqa: E731
         else:
             raise ValueError(impl)
         return _compile(fn, p, x, g)

@@ -2,8 +2,8 @@
 
     python benchmarks/remat_memory.py [--time 10000] [--batch 16] [--hidden 128] [--run]
 
-For each cell it compiles ``jax.jit(jax.grad(loss))`` with ``jrnn.scan`` (its default fused path, and its plain
-path, ``fused=False``) and with the checkpointed scan (default segment ``ceil(sqrt(T))`` and a few other lengths)
+For each cell it compiles ``jax.jit(jax.grad(loss))`` with ``jrnn.scan`` (its default fused solver, and
+``solver=jrnn.sequential()``) and with the checkpointed scan (default segment ``ceil(sqrt(T))`` and a few other lengths)
 and prints ``temp_size_in_bytes`` (XLA's scratch buffers: the stored residuals live there) and the total with
 arguments and outputs. Nothing is executed unless ``--run``, which also checks that the gradients agree.
 """
@@ -50,7 +50,8 @@ def main():
             for label, segment in variants:
                 def loss(p, xs, segment=segment, score=score, cell=cell):
                     if segment is None or segment is False:
-                        return score(*jrnn.scan(cell, p, xs, fused=segment is None))
+                        solver = jrnn.auto() if segment is None else jrnn.sequential()
+                        return score(*jrnn.scan(cell, p, xs, solver=solver))
                     return score(*jrnn.checkpointed_scan(cell, p, xs, segment_length=segment))
                 compiled, temp, total = analyse(jax.grad(loss), params, xs)
                 print(f"{name:6} {loss_name:>12} {label:>22} {temp / 2**20:10.1f} {total / 2**20:10.1f}")

@@ -89,7 +89,7 @@ def _all_cores_table(doc: dict) -> str:
 
 
 ABLATION_ROWS = (
-    ("jrnn_plain", "plain path, jrnn.scan(fused=False): lax.scan over cell.step, per-step input matmul, autodiff"),
+    ("jrnn_plain", "jrnn.scan(solver=jrnn.sequential()): lax.scan over cell.step, per-step input matmul, autodiff"),
     ("abl_hoist_scan", "+ input projection as one GEMM before a lax.scan (time-major), autodiff"),
     ("abl_fused_autodiff", "fused loop (time-major, gates in place, one tanh), autodiff of the loop"),
     ("jrnn", "fused loop + custom VJP (after-loop weight GEMMs, in-place gradient buffer): jrnn.scan's fused path"),
@@ -265,8 +265,8 @@ def markdown(doc: dict) -> str:
         "- float32, batch-major `[B, T, I]`, I = H, one layer, zero initial state. jrnn runs PyTorch's weights "
         "through `jrnn.from_torch`: `jrnn` is that network as a user runs it (jrnn.deep -> jrnn.RNN -> "
         "jrnn.scan, whose default fused path is jrnn/_src/solvers/fused.py); `jrnn plain` is "
-        "`jrnn.scan(cell, params, xs, fused=False)`, a lax.scan over `cell.step` differentiated by JAX; "
-        "`jrnn bf16` is `jrnn.scan(..., matmul_dtype=jnp.bfloat16)`, bfloat16 matmul operands with f32 "
+        "`jrnn.scan(cell, params, xs, solver=jrnn.sequential())`, a lax.scan over `cell.step` differentiated by JAX; "
+        "`jrnn bf16` is `jrnn.scan(..., solver=jrnn.fused(jnp.bfloat16))`, bfloat16 matmul operands with f32 "
         "accumulation and state, shown for information, not used for the targets. Flax is Linen `nn.RNN` of "
         "`SimpleCell`, `OptimizedLSTMCell`, `GRUCell`; Equinox is `eqx.nn.LSTMCell` / `GRUCell` vmapped over the batch "
         "under `lax.scan` (Equinox has no Elman cell).",

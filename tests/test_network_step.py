@@ -142,8 +142,8 @@ def test_what_cannot_step_says_why():
     with pytest.raises(ValueError, match="cannot step"):
         jax.eval_shape(bidir_of_stack.apply, _shapes(bidir_of_stack)[0], xs)
     rnn = jrnn.RNN(jrnn.gru(2))
-    with pytest.raises(ValueError, match="matmul_dtype on its jrnn.RNN layers"):
-        jax.eval_shape(functools.partial(jrnn.scan, rnn, matmul_dtype=jnp.bfloat16), _shapes(rnn)[0], xs)
+    with pytest.raises(ValueError, match="a network has no fused form of its own; its layers choose"):
+        jax.eval_shape(functools.partial(jrnn.scan, rnn, solver=jrnn.fused(jnp.bfloat16)), _shapes(rnn)[0], xs)
 
 
 class _NoStep:

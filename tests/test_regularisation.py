@@ -284,7 +284,7 @@ def test_input_and_output_dropout_work_with_any_cell_and_the_rest_say_what_they_
 
     with pytest.raises(TypeError, match=r"state dropout needs a cell whose step takes state_mask=.*got Accumulate"):
         jrnn.scan(cell, (), xs, dropout=jrnn.recurrent_dropout(state=0.1))
-    with pytest.raises(TypeError, match=r"weight drop needs params with a recurrent matrix W.*got tuple"):
+    with pytest.raises(TypeError, match=r"weight drop needs a cell with a recurrent matrix W.*got Accumulate"):
         jrnn.scan(cell, (), xs, dropout=jrnn.recurrent_dropout(weight=0.1), key=key)
 
 

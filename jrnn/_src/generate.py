@@ -150,7 +150,7 @@ def generate(model: Any, params: Any, prompt: jax.Array, *, steps: int, key: jax
              stop_token: int | None = None) -> tuple[jax.Array, Any]:
     """Continues each prompt by ``steps`` tokens sampled from a language model; one compiled program.
 
-    The prompt runs through ``model.apply`` (the whole prompt at once, the network's fused path); each prompt
+    The prompt runs through ``model.apply`` (the whole prompt at once, the network's solvers); each prompt
     continues from its own last token. Sampling is one ``lax.scan`` over ``model.step``, equal to this loop::
 
         logits, state = model.apply(params, prompt, lengths=prompt_lengths, initial_state=initial_state)

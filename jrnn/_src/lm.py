@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn._src import checks, initializers
-from jrnn._src.contract import CannotStep, SequenceLayer
+from jrnn._src.contract import CannotStep, Cell, SequenceLayer
 from jrnn._src.deep import as_layer
 from jrnn._src.readout import Readout, ReadoutParams, readout
 from jrnn._src.sequences import valid_mask
@@ -95,7 +95,7 @@ class LanguageModel:
               initial_state: Any = None, key: jax.Array | None = None) -> tuple[jax.Array, Any]:
         """``tokens[B, T] -> (logits[B, T, V], final_state)``: ``logits[:, t]`` scores the token after ``t``.
 
-        The network runs over the whole sequence at once (its fused path for the built-in cells). With
+        The network runs over the whole sequence at once (each layer with its solver: the fused kernel for the built-in cells). With
         ``lengths``, tokens at padded steps are never read (any value, even outside the vocabulary, is fine
         there), their logits are 0, and the final state is each sequence's own last state. Train with
         :func:`jrnn.supervised_loss` ``(model.apply, jrnn.masked_cross_entropy)`` on ``jrnn.Batch(tokens[:, :-1],
@@ -191,7 +191,7 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
         s_t, y_t = network(s_{t-1}, x_t)       any one-directional network: a cell or a stack
         logits_t = V y_t + b                   V [V, H]; V = E with tie=True (Press & Wolf 2017)
 
-    Its :meth:`~jrnn.LanguageModel.apply` runs whole sequences (the network's fused path), its
+    Its :meth:`~jrnn.LanguageModel.apply` runs whole sequences (the network's solvers), its
     :meth:`~jrnn.LanguageModel.step` one token (what :func:`jrnn.generate` scans). Train it with
     ``jrnn.supervised_loss(model.apply, jrnn.masked_cross_entropy)``; carry the final state from one window of a
     long stream to the next (char-rnn, Karpathy 2015) with ``jrnn.Batch(..., initial_state=state)``.
@@ -251,7 +251,7 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
 
 def _check_steps(layer: Any, input_size: int, where: str) -> None:
     """Traces (without computing) one step of ``layer``, so that a network that cannot step is refused now."""
-    if not callable(getattr(layer, "step", None)):
+    if not isinstance(layer, Cell):
         raise TypeError(f"{where}: expected a network that can step one token at a time (a cell, a forward "
                         f"jrnn.RNN, a jrnn.deep stack of those), got {type(layer).__name__}, which has no step")
     params = jax.eval_shape(lambda: layer.init(jax.random.key(0), input_size))

@@ -3,7 +3,7 @@
 A :class:`RecurrentDropout` holds four static rates. Given a key, :func:`jrnn.scan` draws one set of masks per call
 (:func:`draw_masks`) and applies them where no solver needs to know about them, except one:
 
-- the input mask ``m_x[B, F]`` multiplies ``xs`` before the scan (so before the fused path's input GEMM);
+- the input mask ``m_x[B, F]`` multiplies ``xs`` before the scan (so before the fused solver's input GEMM);
 - the weight mask ``M_W`` multiplies ``params.W`` before the scan (DropConnect as a transform of the parameters);
 - the output mask ``m_y[B, O]`` multiplies ``ys`` after it;
 - the state mask ``m_s[B, P]`` multiplies the state where it enters the recurrent matmul, ``W (m_s ⊙ s_{t-1})``,

@@ -162,6 +162,10 @@ def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, k
     if isinstance(solver, Auto):
         solver = solver.choose(cell, state_mask=state_dropout)
     solver.check(cell, where, state_mask=state_dropout)
+    if not info and isinstance(solver, Newton) and solver.fallback != "sequential":
+        raise ValueError(f"{where}: expected fallback='sequential' for a solver given to jrnn.scan, which "
+                         f"cannot report a run that did not converge; got fallback={solver.fallback!r} "
+                         f"(jrnn.newton_scan returns the iterate and its info)")
     masks = None
     if dropout is not None and time > 0:
         masks = regularisation.draw(dropout, key, cell, params, batch=batch, input_size=xs.shape[-1],

@@ -43,7 +43,7 @@ def batch_like(tree: Any, like: jax.Array, axis: int | None = 0) -> Any:
 
     What jrnn creates must have the type of what the recurrence computes from the inputs: inside ``jax.shard_map``
     a loop carry (the zero initial state, an output buffer) must vary over the same mesh axes as ``xs``, and so must
-    the parameters entering the fused path's custom VJP, whose gradients vary with the data (the sum over devices
+    the parameters entering the fused solver's custom VJP, whose gradients vary with the data (the sum over devices
     is then JAX's own transpose of that broadcast); under ``jit`` with a batch-sharded ``xs`` the state should be
     sharded along the batch as ``xs`` is, or the whole recurrence comes back replicated. ``jnp.zeros_like`` of the
     inputs carries both, so adding it does the same. XLA removes the addition of zeros: it costs nothing.

@@ -98,7 +98,7 @@ def bits_per_token(model: Any, params: Any, tokens: Any, *, num_streams: int = 1
 
     With ``num_streams = S > 1`` the stream is cut into ``S`` contiguous parts scored side by side (faster); part
     ``s`` starts from the zero state, so its first few tokens see less context than with ``S = 1``. Each part
-    runs in windows of ``window`` steps through the model's ``apply`` (its fused path) inside one ``lax.scan``:
+    runs in windows of ``window`` steps through the model's ``apply`` (its default solver) inside one ``lax.scan``:
     one compiled program per model and stream length.
 
     Args:

@@ -1,8 +1,10 @@
 """``jrnn.scan``'s fused path (``jrnn/_src/solvers/fused.py``) against its plain path (``fused=False``) and PyTorch.
 
 - float64, small: outputs, final states and the gradients of every parameter, the input and the initial state
-  equal ``jax.grad`` of the plain path to 1e-10, for every cell configuration, with and without lengths, forward
-  and reverse, with and without an initial state, and with ``unroll`` > 1;
+  equal ``jax.grad`` of the plain path to 1e-10, with and without lengths, forward and reverse, with and without an
+  initial state, and with ``unroll`` > 1 (the registry's cells with lengths, reverse and an initial state are
+  tests/test_contract.py's; here the other flag sets and the configurations without biases or with another
+  activation);
 - float32, every configuration of the benchmark grid: outputs and gradients equal PyTorch's
   ``nn.RNN/LSTM/GRU`` (same weights, through ``jrnn.from_torch``) and the plain scan;
 - structure: no copy of a ``[B, T, k]`` buffer inside the compiled loops, and less scratch memory than the plain
@@ -23,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import registry
 import torch
 
 import jrnn
@@ -38,16 +41,11 @@ def plain_scan(*args, **kwargs):
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-CELLS = {
-    "elman_tanh": lambda H: jrnn.elman(H),
-    "elman_relu": lambda H: jrnn.elman(H, jax.nn.relu),
+CELLS = {  # the registry's cells with a fused kernel (tests/registry.py), and configurations it leaves out
+    **{name: lambda H, name=name: registry.make(name, H) for name in registry.with_capability("fused")},
     "elman_softplus": lambda H: jrnn.elman(H, jax.nn.softplus),  # generic activation: derivative by jax.jvp
     "elman_nobias": lambda H: jrnn.elman(H, bias=False),
-    "lstm": lambda H: jrnn.lstm(H),
-    "lstm_proj": lambda H: jrnn.lstm(H, proj_size=H - 2),
     "lstm_nobias": lambda H: jrnn.lstm(H, bias=False),
-    "gru": lambda H: jrnn.gru(H),
-    "gru_reset_before": lambda H: jrnn.gru(H, reset_after=False),
     "gru_nobias": lambda H: jrnn.gru(H, bias=False),
 }
 
@@ -93,17 +91,23 @@ def _assert_trees_close(actual, expected, rtol, atol, what=""):
 # ----------------------------------------------------------------------------------------------------------------
 
 # (with lengths, reverse, with initial state, unroll): every cell runs with everything on (unroll 3: T = 7 is not
-# a multiple of it); the default Elman, LSTM and GRU also with everything off and the two mixed sets.
+# a multiple of it), which tests/test_contract.py does for the registry's cells (unroll 4 of T = 6); the default
+# Elman, LSTM and GRU also with everything off and the two mixed sets.
 ALL_ON = [(True, True, True, 3)]
 MORE_FLAG_SETS = [(False, False, False, 1), (True, False, True, 1), (False, True, False, 2)]
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
+def _flag_sets(name):
+    return ([] if name in registry.NAMES else ALL_ON) + (MORE_FLAG_SETS if name in ("elman_tanh", "lstm", "gru")
+                                                          else [])
+
+
+@pytest.mark.parametrize("name", [name for name in sorted(CELLS) if _flag_sets(name)])
 def test_fused_equals_plain_scan_float64(name):
     B, T, I, H = 3, 7, 4, 5
     cell = CELLS[name](H)
     lengths = jnp.array([7, 3, -1])  # a full, a short and an empty sequence
-    flag_sets = ALL_ON + (MORE_FLAG_SETS if name in ("elman_tanh", "lstm", "gru") else [])
+    flag_sets = _flag_sets(name)
     with jax.enable_x64(True):
         params, xs, s0 = _problem(cell, B, T, I, jnp.float64)
         for with_lengths, reverse, with_state, unroll in flag_sets:
@@ -261,11 +265,11 @@ def test_bad_options_are_named():
     with pytest.raises(ValueError, match="jrnn.scan.*lengths"):
         fused_scan(cell, params, xs, lengths=jnp.array([1, 2, 3]))
     with pytest.raises(ValueError, match="floating dtype.*got 'int8'"):
-        jrnn.scan(cell, params, xs, matmul_dtype="int8")
+        jrnn.fused("int8")
+    with pytest.raises(ValueError, match="needs a cell with a registered fused kernel.*_Doubling"):
+        jrnn.RNN(_Doubling(4), solver=jrnn.fused(jnp.bfloat16)).apply(params, xs)
     with pytest.raises(ValueError, match="needs the fused path.*fused=False"):
         jrnn.scan(cell, params, xs, matmul_dtype=jnp.bfloat16, fused=False)
-    with pytest.raises(ValueError, match="needs the fused path"):
-        jrnn.RNN(_Doubling(4), matmul_dtype=jnp.bfloat16).apply(params, xs)
 
 
 def test_forward_mode_autodiff_needs_the_plain_path():

@@ -177,7 +177,7 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, U_init: Calla
     The memory ``c_t`` is carried *unnormalised*, as in the paper and the authors' code; only the copy that feeds
     the output is normalised (TF Addons' ``LayerNormLSTMCell`` carries the normalised one instead). Use it where
     the scale of the summed inputs drifts over time or differs between inputs: long sequences, deep stacks, large
-    learning rates; a step costs three normalisations more than :func:`jrnn.lstm`, and it runs on the plain path
+    learning rates; a step costs three normalisations more than :func:`jrnn.lstm`, and it runs on the sequential solver
     of :func:`jrnn.scan`.
 
     Args:

@@ -12,8 +12,11 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
+from jrnn._src.bidirectional import Bidirectional
 from jrnn._src.contract import SequenceLayer
-from jrnn._src.regularisation import RecurrentDropout
+from jrnn._src.deep import Deep
+from jrnn._src.scan import RNN
+from jrnn._src.tbptt import TruncatedBPTT
 
 
 def sequence_layer(layer: Any, where: str) -> SequenceLayer:
@@ -28,14 +31,13 @@ def uses_dropout(layer: Any) -> bool:
     """Whether ``layer.apply`` uses its ``key``: a layer with a nonzero ``dropout`` rate (:class:`jrnn.Deep`) or
     an active :func:`jrnn.recurrent_dropout` (:class:`jrnn.RNN`, :class:`jrnn.Bidirectional`), or a stack or a
     wrapper (:func:`jrnn.truncated_bptt`) of such layers."""
-    dropout = getattr(layer, "dropout", None)
-    if isinstance(dropout, RecurrentDropout):
-        if dropout.active:
-            return True
-    elif dropout:
-        return True
-    inner = getattr(layer, "layers", None) or ([layer.layer] if hasattr(layer, "layer") else [])
-    return any(uses_dropout(sub) for sub in inner)
+    if isinstance(layer, (RNN, Bidirectional)):
+        return layer.dropout is not None and layer.dropout.active
+    if isinstance(layer, Deep):
+        return bool(layer.dropout) or any(uses_dropout(sub) for sub in layer.layers)
+    if isinstance(layer, TruncatedBPTT):
+        return uses_dropout(layer.layer)
+    return False  # a layer of your own: its apply gets a key only if it is one of these
 
 
 def template(layer: SequenceLayer, input_size: int) -> Any:

@@ -30,7 +30,7 @@ class EquinoxCell:
     ``fn(params, input, hidden, *, key=None) -> hidden``: ``input`` ``[..., I]``, ``hidden`` ``h`` ``[..., H]``
     (GRU) or ``(h, c)`` (LSTM, Equinox's order), and the new hidden state in the same form; ``key`` is unused, as
     in Equinox. Leading batch axes are allowed (Equinox's cell takes one example, jrnn's any batch). For whole
-    sequences use ``fn.cell`` with :func:`jrnn.scan` (lengths, ``reverse``, the fused path).
+    sequences use ``fn.cell`` with :func:`jrnn.scan` (lengths, ``reverse``, the fused solver).
 
     Attributes:
       cell: the jrnn cell (:func:`jrnn.lstm` or :func:`jrnn.gru` with ``reset_after=True``).

@@ -1,7 +1,9 @@
-"""One time step of each built-in cell, forward and backward by hand, for the fused path of :func:`jrnn.scan`.
+"""The kernel interface of the fused solver (:func:`jrnn.fused`): one time step, forward and backward by hand.
 
-A *kernel* is the fused path's view of a cell. It splits the cell's affine maps into the part that reads
-``x_t`` (hoisted out of the loop as one GEMM, ``xp = X U^T + b_x``) and the part that reads the state (one
+A *kernel* (:class:`jrnn.FusedKernel`) is the fused solver's view of a cell; a cell's own module defines it and
+registers it (:func:`jrnn.register_fused_kernel`; the built-in ones are beside :func:`jrnn.elman`,
+:func:`jrnn.lstm` and :func:`jrnn.gru` in ``jrnn/_src/cells``). It splits the cell's affine maps into the part that
+reads ``x_t`` (hoisted out of the loop as one GEMM, ``xp = X U^T + b_x``) and the part that reads the state (one
 ``[B, P] x [P, G·H]`` matmul per step), and writes the step's backward pass out by hand, as cuDNN does:
 
 - ``step(consts, carry, xp_t, save) -> (carry, y_t, a_t, extra_t)`` runs one step on the hoisted ``xp_t``

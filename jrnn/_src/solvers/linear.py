@@ -60,8 +60,9 @@ def log_linear_scan(log_a: jax.Array, log_b: jax.Array, s0: jax.Array) -> jax.Ar
     Example:
       >>> import jax.numpy as jnp
       >>> from jrnn._src.solvers.linear import log_linear_scan
-      >>> log_linear_scan(jnp.log(jnp.full((1, 3, 1), 2.0)), jnp.zeros((1, 3, 1)), -jnp.ones((1, 1)))[0, :, 0]
-      Array([-1., -1., -1.], dtype=float32)
+      >>> s = log_linear_scan(jnp.log(jnp.full((1, 3, 1), 0.5)), jnp.zeros((1, 3, 1)), -jnp.ones((1, 1)))
+      >>> s[0, :, 0].round(4)   # s_t = s_{t-1} / 2 + 1 from s_0 = -1
+      Array([0.5  , 1.25 , 1.625], dtype=float32)
     """
     A, L = jax.lax.associative_scan(_compose_log, (log_a, log_b), axis=1)
     return jnp.exp(A) * s0[:, None, :] + jnp.exp(L)
