@@ -95,11 +95,10 @@ class LanguageModel:
               initial_state: Any = None, key: jax.Array | None = None) -> tuple[jax.Array, Any]:
         """``tokens[B, T] -> (logits[B, T, V], final_state)``: ``logits[:, t]`` scores the token after ``t``.
 
-        The network runs over the whole sequence at once (each layer with its solver: the fused kernel for the built-in cells). With
-        ``lengths``, tokens at padded steps are never read (any value, even outside the vocabulary, is fine
-        there), their logits are 0, and the final state is each sequence's own last state. Train with
-        :func:`jrnn.supervised_loss` ``(model.apply, jrnn.masked_cross_entropy)`` on ``jrnn.Batch(tokens[:, :-1],
-        tokens[:, 1:])``.
+        The network runs over the whole sequence at once (each layer with its solver). With ``lengths``, tokens
+        at padded steps are never read (any value, even outside the vocabulary, is fine there), their logits are 0,
+        and the final state is each sequence's own last state. Train with :func:`jrnn.supervised_loss`
+        ``(model.apply, jrnn.masked_cross_entropy)`` on ``jrnn.Batch(tokens[:, :-1], tokens[:, 1:])``.
 
         Args:
           params: the model's parameters.

@@ -73,7 +73,7 @@ def checkpointed_scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Ar
       True
     """
     where = f"jrnn.checkpointed_scan({type(cell).__name__})"
-    solver = solver_from_keywords(where, solver, unroll=unroll, stacklevel=2)
+    solver = solver_from_keywords(where, solver, unroll=unroll, stacklevel=3)
     batch, time = checks.sequence(xs, input_shape(cell, params), where)
     lengths = checks.lengths(lengths, batch, where)
     if segment_length is None:

@@ -77,8 +77,10 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
         takes it from its :class:`jrnn.RNN` layers, not from here.
       key: a PRNG key draws the dropout masks (training); None draws none (evaluation). Needs ``dropout``; a
         network run by :func:`jrnn.auto` passes it to the network's ``apply`` (its layers' dropout).
-      unroll, fused, matmul_dtype: deprecated; each warns and names its replacement (``jrnn.sequential(unroll)``,
-        ``jrnn.fused(matmul_dtype, unroll=...)``; CHANGELOG.md has the migration table).
+      unroll: deprecated; warns and names its replacement, ``jrnn.sequential(unroll)`` or
+        ``jrnn.fused(unroll=...)`` (CHANGELOG.md, "Migrating to solvers", has the table).
+      fused: deprecated; ``fused=False`` is ``solver=jrnn.sequential()``.
+      matmul_dtype: deprecated; ``solver=jrnn.fused(matmul_dtype)``.
 
     Returns:
       ``(ys[B, T, output_size], final_state)``.
@@ -93,7 +95,7 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     """
     where = f"jrnn.scan({type(cell).__name__})"
     solver = solver_from_keywords(where, solver, unroll=unroll, fused=fused, matmul_dtype=matmul_dtype,
-                                  stacklevel=2)
+                                  stacklevel=3)
     ys, final_state, _ = _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, key, where)
     return ys, final_state
 

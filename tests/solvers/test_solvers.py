@@ -13,6 +13,7 @@ import pytest
 
 import jrnn
 from jrnn._src.cells.elman import ElmanKernel
+from jrnn._src.solvers.auto import Auto
 from jrnn._src.solvers.fused import _KERNELS, kernel_for
 from jrnn._src.solvers.linear import linear_scan, log_linear_scan
 
@@ -234,3 +235,25 @@ def test_wrappers_forward_input_shape_and_prepare():
     exp = jrnn.exprnn(H)
     p = exp.init(jax.random.key(0), F)
     assert isinstance(jrnn.RNN(exp).prepare(p), jrnn.ExpRNNPrepared)
+
+
+def test_flax_modules_take_one_solver_and_warn_on_unroll():
+    from flax import nnx
+
+    import jrnn.flax
+
+    cell = jrnn.lstm(H)
+    params, xs = setup(cell)
+    want = jrnn.scan(cell, params, xs, solver=jrnn.sequential())[0]
+    module = jrnn.flax.nnx.RNN(cell, F, solver=jrnn.sequential(), params=params)
+    np.testing.assert_array_equal(module(xs), want)
+    with pytest.warns(DeprecationWarning, match=r"jrnn.flax.nnx.RNN: unroll=2 is deprecated"):
+        module = jrnn.flax.nnx.RNN(cell, F, unroll=2, rngs=nnx.Rngs(params=0))
+    assert module.layer.solver == Auto(unroll=2)  # the loop the old keyword asked for, under auto
+    linen = jrnn.flax.linen.RNN(cell, solver=jrnn.sequential())
+    variables = linen.init(jax.random.key(0), xs)
+    variables = {"params": {"rnn": params}} if "rnn" in variables["params"] else variables
+    np.testing.assert_allclose(linen.apply(variables, xs), want, atol=1e-6)
+    deep = jrnn.flax.nnx.Deep([cell], F, solver=jrnn.sequential(), params=(params,))
+    assert deep.layer.layers[0].solver == jrnn.sequential()
+    np.testing.assert_array_equal(deep(xs), want)
