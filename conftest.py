@@ -21,8 +21,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 @pytest.fixture(autouse=True)
 def _keras_broadcasts_ranks(request):
     """Keras itself broadcasts ranks implicitly (a bias ``[H]`` onto ``[B, H]``, its orthogonal initializer), so
-    the docstring examples that build Keras layers run with JAX's default; tests/interop/test_keras_interop.py keeps jrnn
-    strict and relaxes only around Keras's own calls."""
+    the docstring examples that build Keras layers run with JAX's default; tests/interop/test_keras_interop.py keeps
+    jrnn strict and relaxes only around Keras's own calls."""
     if request.node.nodeid.startswith("jrnn/_src/interop/keras.py"):
         with jax.numpy_rank_promotion("allow"):
             yield

@@ -137,8 +137,9 @@ def bidirectional(forward: Cell, backward: Cell | None = None, merge: Any = "con
       solver: passed to both directions' :func:`jrnn.scan`: None (:func:`jrnn.auto`) or any solver.
       dropout: :func:`jrnn.recurrent_dropout` rates for both directions (each draws its own masks), active when
         ``apply`` gets a ``key``.
-      unroll, fused, matmul_dtype: deprecated, folded into ``solver`` with a ``DeprecationWarning`` (as in
-        :func:`jrnn.scan`).
+      unroll: deprecated, folded into ``solver`` with a ``DeprecationWarning`` (as in :func:`jrnn.scan`).
+      fused: deprecated, as ``unroll``.
+      matmul_dtype: deprecated, as ``unroll``.
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn

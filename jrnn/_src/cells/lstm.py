@@ -157,8 +157,8 @@ def _lstm_gates(a: jax.Array, H: int):
 @dataclasses.dataclass(frozen=True)
 class LSTMKernel(Kernel):
     """Residuals per step: the gates ``a_t`` (in place), ``c_{t-1}`` and ``tanh(c_t)`` (and ``m_t`` with
-    ``proj_size``). ``pack_carry`` carries ``[h, c]`` as one array (the benchmarks' ablation: 6 % faster
-    forward+backward at B = 1, 4 % slower at B = 32; off by default)."""
+    ``proj_size``). ``pack_carry`` carries ``[h, c]`` as one array (off by default: faster at B = 1 and slower
+    at B = 32 in the benchmarks' ablation, BENCHMARKS.md)."""
 
     pack_carry: bool = False
 

@@ -7,13 +7,13 @@ residual ``r_t(s) = s_t - f(s_{t-1}, x_t)``, t = 1..T. Newton's method linearise
     s_t = f(s^(i)_{t-1}, x_t) + J_t (s_{t-1} - s^(i)_{t-1}),    J_t = ∂f/∂s (s^(i)_{t-1}, x_t),
 
 and solving that for every ``t`` is a *linear* recurrence ``s_t = J_t s_{t-1} + b_t``, which
-``jax.lax.associative_scan`` solves in ``O(log T)`` depth (``linear_scan.py``). This is DEER (Lim et al., ICLR
+``jax.lax.associative_scan`` solves in ``O(log T)`` depth (``linear.py``). This is DEER (Lim et al., ICLR
 2024, arXiv 2309.12252). After ``k`` iterations the first ``k`` states are exact (``s_1 = f(s_0, x_1)`` after one,
 and so on by induction), so ``T`` iterations always reach the sequential answer; Newton's quadratic convergence
 usually needs far fewer. quasi-DEER keeps only the diagonal of ``J_t`` (``O(D)`` per step instead of ``O(D³)``;
 the prefix argument still holds); ELK (Gonzalez et al., NeurIPS 2024, arXiv 2407.19115) damps each step,
 Levenberg-Marquardt style, by a Kalman smoother whose gain caps how far one linear solve can amplify, so its iterates
-stay finite where DEER's overflow (``linear_scan.py``; jrnn's ELK is the diagonal form, the paper's quasi-ELK).
+stay finite where DEER's overflow (``linear.py``; jrnn's ELK is the diagonal form, the paper's quasi-ELK).
 
 Gradients come from the implicit function theorem, not from differentiating the iterations: at the solution,
 ``dL/dθ = Σ_t λ_tᵀ ∂f/∂θ (s_{t-1}, x_t)`` with the adjoint ``λ_t = ∂L/∂s_t + J_{t+1}ᵀ λ_{t+1}``, one more linear
@@ -57,13 +57,6 @@ class Newton(Solver):
     @property
     def name(self) -> str:
         return self.method
-
-    def check(self, cell: Any, where: str, *, state_mask: bool = False) -> None:
-        super().check(cell, where, state_mask=state_mask)
-        if self.fallback != "sequential":
-            raise ValueError(f"{where}: expected fallback='sequential' for a solver given to jrnn.scan, which "
-                             f"cannot report a run that did not converge; got fallback={self.fallback!r} "
-                             f"(jrnn.newton_scan returns the iterate and its info)")
 
     def solve(self, problem: Problem) -> tuple[jax.Array, Any]:
         ys, final, _ = self.solve_with_info(problem)
@@ -129,8 +122,9 @@ def deer(*, max_iters: int | None = None, atol: float | None = None, rtol: float
     Args:
       max_iters: at most this many Newton steps (default and cap: T; after k steps the first k states are exact,
         so T steps always reach the sequential answer).
-      atol, rtol: converged when ``|s_t - f(s_{t-1}, x_t)| <= atol + rtol |f(s_{t-1}, x_t)|`` at every step; by
+      atol: converged when ``|s_t - f(s_{t-1}, x_t)| <= atol + rtol |f(s_{t-1}, x_t)|`` at every step; by
         default 1e-10 for float64 states, 1e-5 for float32 and 1e-2 for 16-bit floats.
+      rtol: the relative tolerance of that test, with the same defaults.
       init: the first guess of every state: ``"zeros"``; ``"state"``, the initial state at every step; or
         ``"step"``, one step from the initial state at every step, ``f(s_0, x_t)`` (ParaRNN's guess: one parallel
         evaluation of the cell, and ``s_1`` is exact before the first iteration). Measured on the benchmark grid:
@@ -186,13 +180,13 @@ def elk(damping: float = 1e-8, *, max_iters: int | None = None, atol: float | No
     about ``1/√λ`` at most, so where DEER's step would be astronomically large ELK's is merely large, the cell's
     nonlinearity (a saturating ``tanh``, a gate) brings the next iterate back, and Newton goes on. Where DEER's
     step is moderate, a small ``λ`` leaves it almost unchanged, so ELK then converges like quasi-DEER. Hence the
-    small default: on 30 tanh RNNs at T = 1000 in float32 (``python -m benchmarks stability``), ``λ = 1e-8``
-    converged on all 15 that DEER converged on and on 6 of the 15 where DEER and quasi-DEER overflowed, ``λ = 1e-2``
-    (a trust region of about 10, which crawls) on 10 of the first 15 and 2 of the others. Finite iterates are not
-    convergence: on a chaotic or multistable recurrence no method of this family converges fast (Gonzalez et al.
-    2025, "Predictability enables parallelization"), and the fallback then gives the sequential answer. The
-    first-k-states-exact property of DEER holds only approximately (exactly at ``λ = 0``). This is the diagonal
-    form (the paper's quasi-ELK). Other arguments as in :func:`jrnn.deer`.
+    small default; a large ``λ`` is a small trust region (about ``1/√λ``), which crawls. How often each ``λ``
+    converges where DEER does and where it overflows is measured by ``python -m benchmarks stability`` and reported
+    in docs/concepts/parallel-in-time.md. Finite iterates are not convergence: on a chaotic or multistable
+    recurrence no method of this family converges fast (Gonzalez et al. 2025, "Predictability enables
+    parallelization"), and the fallback then gives the sequential answer. The first-k-states-exact property of
+    DEER holds only approximately (exactly at ``λ = 0``). This is the diagonal form (the paper's quasi-ELK). Other
+    arguments as in :func:`jrnn.deer`.
 
     Args:
       damping: ``λ >= 0``, the weight of the last iterate; 0 is quasi-DEER. The smoother runs in float32 for a
@@ -294,7 +288,8 @@ class _Flat:
             done = jnp.all(error <= atol + rtol * jnp.abs(values))
             return values, done, jnp.max(jnp.where(jnp.isnan(error), jnp.inf, error))
 
-        guess = jnp.zeros_like(xs[..., :1] * s0[:, None, :1], shape=(*xs.shape[:2], s0.shape[-1]))
+        steps = xs.reshape(*xs.shape[:2], -1)  # [B, T, F] whatever one step's input shape (conv_lstm: [H, W, C])
+        guess = jnp.zeros_like(steps[..., :1] * s0[:, None, :1], shape=(*xs.shape[:2], s0.shape[-1]))
         if solver.init != "zeros":
             guess = guess + s0[:, None]
         if solver.init == "step":
