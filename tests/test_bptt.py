@@ -156,7 +156,8 @@ def test_irnn_with_identity_W_in_the_linear_region_has_identity_jacobian():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Central finite differences of jax.grad through jrnn.scan and a deep bidirectional network
+# Central finite differences of jax.grad through a deep bidirectional network (through each cell's scan, with every
+# solver: tests/test_contract.py)
 # ----------------------------------------------------------------------------------------------------------------
 
 def _check_directional_derivatives(loss, params, xs, seed, n_directions=3, eps=1e-5):
@@ -193,34 +194,6 @@ def _check_directional_derivatives(loss, params, xs, seed, n_directions=3, eps=1
         u = rng.standard_normal(x.shape)
         u /= np.linalg.norm(u)
         close(float(np.sum(g_x * u)), (L(leaves, x + eps * u) - L(leaves, x - eps * u)) / (2 * eps))
-
-
-FD_CELLS = {
-    "elman": jrnn.elman(4),
-    "lstm_proj": jrnn.lstm(5, proj_size=3),
-    "gru_reset_after": jrnn.gru(4),
-    "gru_reset_before": jrnn.gru(4, reset_after=False),
-}
-
-
-@pytest.mark.parametrize("name", list(FD_CELLS))
-def test_jax_grad_through_scan_matches_central_finite_differences_with_lengths(name):
-    cell = FD_CELLS[name]
-    B, T, I = 3, 5, 3
-    rng = np.random.default_rng(4)
-    params = ref.random_params(cell, 5, I, dtype=np.float64)
-    xs = _normal(rng, (B, T, I))
-    lengths = np.array([5, 2, 4])
-    w_y = rng.standard_normal((B, T, cell.output_size))
-    state_shapes = jax.tree_util.tree_leaves(jax.eval_shape(lambda: cell.initial_state((B,))))
-    w_s = [rng.standard_normal(a.shape) for a in state_shapes]
-
-    def loss(params, xs):
-        ys, final = jrnn.scan(cell, params, xs, lengths=lengths)
-        weighted_final = sum(jnp.sum(a * w) for a, w in zip(jax.tree_util.tree_leaves(final), w_s, strict=True))
-        return jnp.sum(jnp.sin(ys) * w_y) + weighted_final
-
-    _check_directional_derivatives(loss, params, xs, seed=6)
 
 
 def test_jax_grad_through_two_layer_bidirectional_deep_net_matches_finite_differences():

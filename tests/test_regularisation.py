@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference as ref
+import registry
 
 import jrnn
 from jrnn._src.regularisation import draw_masks
@@ -34,11 +35,11 @@ def _gal(step):
     return lambda p, m_x, m_s, M_W: (lambda s, x: step(p, s, x, m_x, m_s, M_W))
 
 
-CELLS = {
-    "elman": (jrnn.elman(5), _gal(ref.gal_elman_step)),
-    "lstm_proj": (jrnn.lstm(5, proj_size=3), _gal(ref.gal_lstm_step)),
-    "gru": (jrnn.gru(5), _gal(ref.gal_gru_step)),
-    "gru_reset_before": (jrnn.gru(5, reset_after=False),
+CELLS = {  # the StateMaskable cells of tests/registry.py, each with its equations under Gal's masks
+    "elman": (registry.make("elman_tanh", 5), _gal(ref.gal_elman_step)),
+    "lstm_proj": (registry.make("lstm_proj", 5), _gal(ref.gal_lstm_step)),  # P = 3 < H = 5
+    "gru": (registry.make("gru", 5), _gal(ref.gal_gru_step)),
+    "gru_reset_before": (registry.make("gru_reset_before", 5),
                          _gal(lambda p, s, x, *m: ref.gal_gru_step(p, s, x, *m, reset_after=False))),
 }
 

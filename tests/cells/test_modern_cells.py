@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import reference as ref
 import reference_modern as refm
+import registry
 from flax import nnx
 
 import jrnn
@@ -36,13 +37,13 @@ def _ref(step, **kw):
 
 
 CONV = jrnn.conv_lstm(2, spatial_shape=(3, 4), kernel_size=(3, 2), peephole=True)
-CASES = [
-    Case("layer_norm_lstm", jrnn.layer_norm_lstm(4), _ref(refm.layer_norm_lstm_step), (I,)),
-    Case("layer_norm_gru", jrnn.layer_norm_gru(4), _ref(refm.layer_norm_gru_step), (I,)),
-    Case("indrnn", jrnn.indrnn(4), _ref(refm.indrnn_step), (I,)),
-    Case("exprnn", jrnn.exprnn(4), _ref(refm.exprnn_step), (I,)),
+CASES = [  # the registry's cells (tests/registry.py), and configurations it leaves out
+    Case("layer_norm_lstm", registry.make("layer_norm_lstm", 4), _ref(refm.layer_norm_lstm_step), (I,)),
+    Case("layer_norm_gru", registry.make("layer_norm_gru", 4), _ref(refm.layer_norm_gru_step), (I,)),
+    Case("indrnn", registry.make("indrnn", 4), _ref(refm.indrnn_step), (I,)),
+    Case("exprnn", registry.make("exprnn", 4), _ref(refm.exprnn_step), (I,)),
     Case("min_gru", jrnn.min_gru(4, parallel=True), _ref(refm.min_gru_step), (I,)),  # the parallel path
-    Case("min_lstm", jrnn.min_lstm(4), _ref(refm.min_lstm_step), (I,)),  # the loop on a CPU
+    Case("min_lstm", registry.make("min_lstm", 4), _ref(refm.min_lstm_step), (I,)),  # the loop on a CPU
     Case("mgu_reset_before", jrnn.mgu(4, reset_after=False), _ref(refm.mgu_step, reset_after=False), (I,)),
     Case("conv_lstm_peephole", CONV, _ref(refm.conv_lstm_step), (3, 4, I)),
 ]

@@ -224,14 +224,6 @@ def test_layers_networks_and_jit_pass_the_solver_through(x64):
                    plain.apply(stack_params, xs, lengths=lengths)) < 1e-9
 
 
-def test_recurrent_dropout_draws_the_same_masks_as_the_sequential_scan(x64):
-    cell, params, xs, _ = problem("lstm")
-    dropout = jrnn.recurrent_dropout(input=0.2, state=0.3, output=0.1, weight=0.2)
-    key = jax.random.key(4)
-    got = jrnn.scan(cell, params, xs, dropout=dropout, key=key, solver=jrnn.deer())
-    assert max_abs(got, jrnn.scan(cell, params, xs, dropout=dropout, key=key, fused=False)) < 1e-9
-
-
 def test_linear_scans_equal_python_loops_and_the_damped_step_is_the_least_squares_minimiser(x64):
     rng = np.random.default_rng(0)
     b, t, d = 2, 7, 3
