@@ -21,7 +21,8 @@ NETWORKS = {
     # Residual from layer 2 on, a nested stack in the middle, dropout (off in step and in apply without a key),
     # and an RNN layer that takes the plain path.
     "deep": lambda: jrnn.deep([jrnn.lstm(4), jrnn.deep([jrnn.gru(4), jrnn.elman(4)]),
-                               jrnn.RNN(jrnn.gru(4, reset_after=False), fused=False)], dropout=0.5, residual=True),
+                               jrnn.RNN(jrnn.gru(4, reset_after=False), solver=jrnn.sequential())],
+                              dropout=0.5, residual=True),
 }
 
 
@@ -29,7 +30,7 @@ NETWORKS = {
 def _network(name):
     """The network, its jitted ``apply``, its jitted ``step`` and its plain-path ``jrnn.scan``, built once."""
     net = NETWORKS[name]()
-    scan = jax.jit(functools.partial(jrnn.scan, net, fused=False), static_argnames="reverse")
+    scan = jax.jit(functools.partial(jrnn.scan, net, solver=jrnn.sequential()), static_argnames="reverse")
     fused = jax.jit(functools.partial(jrnn.scan, net), static_argnames="reverse")
     return net, jax.jit(net.apply), jax.jit(net.step), scan, fused
 

@@ -56,7 +56,7 @@ def _masks(dropout, key, cell, params, dtype):
 def _loss_and_grads(cell, fused):
     def loss(params, xs, s0, lengths, key):
         ys, final = jrnn.scan(cell, params, xs, lengths=lengths, initial_state=s0, reverse=True, dropout=ALL,
-                              key=key, fused=fused)
+                              key=key, solver=jrnn.auto() if fused else jrnn.sequential())
         w = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype).reshape(ys.shape))
         total = jnp.sum(ys * w) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree_util.tree_leaves(final))
         return total, (ys, final)
@@ -107,7 +107,7 @@ def _mask_readouts(W, xs, key, fused):
 
     def run(U, W, xs, dropout, s0=None):
         return jrnn.scan(LINEAR, jrnn.ElmanParams(U, W, None, None), xs, initial_state=s0, dropout=dropout, key=key,
-                         fused=fused)[0]
+                         solver=jrnn.auto() if fused else jrnn.sequential())[0]
 
     return (run(eye, zeros, xs, jrnn.recurrent_dropout(input=0.5)),  # s_t = m_x ⊙ x_t
             run(eye, eye, jnp.ones_like(xs), jrnn.recurrent_dropout(state=0.5)),  # s_t = 1 + m_s ⊙ s_{t-1}
@@ -190,14 +190,15 @@ def test_expectation_of_what_is_linear_in_the_masks_is_unchanged_and_reuse_biase
 @pytest.mark.parametrize("fused", [True, False])
 def test_without_a_key_the_layer_is_the_plain_one_bit_for_bit(fused):
     cell = jrnn.lstm(4, proj_size=3)
-    layer = jrnn.RNN(cell, fused=fused, dropout=ALL)
+    solver = jrnn.auto() if fused else jrnn.sequential()
+    layer = jrnn.RNN(cell, solver=solver, dropout=ALL)
     params = ref.random_params(cell, 7, I)
     xs = ref.device(np.random.default_rng(8).standard_normal((B, T, I)))
 
     @jax.jit
     def run(params, xs, k1, k2):
-        return (layer.apply(params, xs)[0], jrnn.RNN(cell, fused=fused).apply(params, xs)[0],
-                jrnn.RNN(cell, fused=fused, dropout=jrnn.recurrent_dropout()).apply(params, xs, key=k1)[0],
+        return (layer.apply(params, xs)[0], jrnn.RNN(cell, solver=solver).apply(params, xs)[0],
+                jrnn.RNN(cell, solver=solver, dropout=jrnn.recurrent_dropout()).apply(params, xs, key=k1)[0],
                 layer.apply(params, xs, key=k1)[0], layer.apply(params, xs, key=k2)[0])
 
     evaluation, plain, zero_rates, one, two = run(params, xs, jax.random.key(1), jax.random.key(2))

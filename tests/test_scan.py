@@ -23,7 +23,7 @@ SETTINGS = settings(max_examples=15, deadline=None, database=None)
 I = 3  # input features
 
 # One compiled scan per (cell, shapes, flags), shared by every test in this file.
-scan_jit = jax.jit(jrnn.scan, static_argnums=(0,), static_argnames=("reverse", "unroll"))
+scan_jit = jax.jit(jrnn.scan, static_argnums=(0,), static_argnames=("reverse", "solver"))
 reverse_jit = jax.jit(jrnn.reverse_sequences)
 
 
@@ -247,12 +247,13 @@ def test_jit_equals_no_jit(reverse, name):
     ref.assert_states_close(jitted[1], eager[1], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("unroll, reverse", [(2, True), (True, False)])
-def test_unroll_leaves_the_result_equal_to_numpy(unroll, reverse):
+@pytest.mark.parametrize("solver, reverse", [(jrnn.fused(unroll=2), True), (jrnn.fused(unroll=True), False),
+                                            (jrnn.sequential(unroll=3), True)])
+def test_unroll_leaves_the_result_equal_to_numpy(solver, reverse):
     case = BY_NAME["lstm_proj"]
     params = ref.random_params(case.cell, 0, I)
     xs, lengths = _inputs(1, 3, 5), jnp.array([5, 3, 1])
-    ys, final = scan_jit(case.cell, params, xs, lengths=lengths, reverse=reverse, unroll=unroll)
+    ys, final = scan_jit(case.cell, params, xs, lengths=lengths, reverse=reverse, solver=solver)
     ref_ys, ref_finals = ref.run_batch(case.ref_step(params), ref.state_rows(case.cell.initial_state((3,)), 3),
                                        xs, lengths, reverse=reverse)
     np.testing.assert_allclose(ys, ref_ys, **TOL)

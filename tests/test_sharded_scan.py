@@ -42,7 +42,7 @@ def _cases():
     lstm = jrnn.lstm(H)
     nets = {
         "rnn_lstm_fused": jrnn.RNN(lstm),
-        "rnn_gru_plain": jrnn.RNN(jrnn.gru(H), fused=False),
+        "rnn_gru_plain": jrnn.RNN(jrnn.gru(H), solver=jrnn.sequential()),
         "bidirectional_elman": jrnn.bidirectional(jrnn.elman(H)),
         "deep": jrnn.deep([jrnn.bidirectional(lstm, merge="sum"), jrnn.gru(H)]),
         "truncated_bptt": jrnn.truncated_bptt(jrnn.RNN(lstm), 2),

@@ -1,7 +1,7 @@
-"""minGRU and minLSTM: the parallel path of ``jrnn.scan`` (an associative scan in log space) equals the sequential
-loop over ``step`` for random lengths (some beyond T), in both directions, from any initial state, with parameters
-large enough to saturate the gates; the cell's ``parallel`` option and ``fused=False`` choose the path. Its
-gradients equal the loop's, and the loop's equal finite differences: tests/test_contract.py."""
+"""minGRU and minLSTM: ``jrnn.associative()`` (an associative scan in log space) equals the sequential loop over
+``step`` for random lengths (some beyond T), in both directions, from any initial state, with parameters large enough
+to saturate the gates; the solver chooses the path. Its gradients equal the loop's, and the loop's equal finite
+differences: tests/test_contract.py."""
 
 import functools
 
@@ -59,22 +59,23 @@ def _primitives(jaxpr):
     return names
 
 
-@pytest.mark.parametrize("parallel, fused, loops", [(True, True, False), (True, False, True), (False, True, True),
-                                                    (None, True, jax.default_backend() == "cpu")])
-def test_the_cell_option_and_fused_choose_the_path(parallel, fused, loops):
-    cell = jrnn.min_lstm(H, parallel=parallel)
+@pytest.mark.parametrize("solver, loops", [(jrnn.associative(), False), (jrnn.sequential(), True),
+                                           (jrnn.auto(), jax.default_backend() == "cpu")])
+def test_the_solver_chooses_the_path(solver, loops):
+    cell = jrnn.min_lstm(H)
     params = jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0))
     xs = jax.ShapeDtypeStruct((B, T, I), jnp.float32)
-    names = _primitives(jax.make_jaxpr(lambda p, x: jrnn.scan(cell, p, x, fused=fused))(params, xs).jaxpr)
+    names = _primitives(jax.make_jaxpr(lambda p, x: jrnn.scan(cell, p, x, solver=solver))(params, xs).jaxpr)
     assert ("scan" in names) == loops
     assert ("logistic" in names) == loops  # the loop computes σ; the parallel path only its log form
 
 
 def test_parallel_path_stays_accurate_in_float32_over_a_long_sequence():
     """Over 256 steps the log-space pairs keep float32 accuracy (a product of 256 gates near 1/2 underflows)."""
-    cell = jrnn.min_gru(8, parallel=True)
+    cell = jrnn.min_gru(8)
     params = cell.init(jax.random.key(1), 2)
     xs = jax.random.normal(jax.random.key(2), (2, 256, 2))
-    run = jax.jit(lambda p, x: (jrnn.scan(cell, p, x)[0], jrnn.scan(cell, p, x, fused=False)[0]))
+    run = jax.jit(lambda p, x: (jrnn.scan(cell, p, x, solver=jrnn.associative())[0],
+                                jrnn.scan(cell, p, x, solver=jrnn.sequential())[0]))
     parallel, sequential = run(params, xs)
     np.testing.assert_allclose(parallel, sequential, rtol=2e-5, atol=2e-6)

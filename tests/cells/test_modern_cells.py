@@ -42,7 +42,7 @@ CASES = [  # the registry's cells (tests/registry.py), and configurations it lea
     Case("layer_norm_gru", registry.make("layer_norm_gru", 4), _ref(refm.layer_norm_gru_step), (I,)),
     Case("indrnn", registry.make("indrnn", 4), _ref(refm.indrnn_step), (I,)),
     Case("exprnn", registry.make("exprnn", 4), _ref(refm.exprnn_step), (I,)),
-    Case("min_gru", jrnn.min_gru(4, parallel=True), _ref(refm.min_gru_step), (I,)),  # the parallel path
+    Case("min_gru", jrnn.min_gru(4), _ref(refm.min_gru_step), (I,)),  # the compositions below: associative
     Case("min_lstm", registry.make("min_lstm", 4), _ref(refm.min_lstm_step), (I,)),  # the loop on a CPU
     Case("mgu_reset_before", jrnn.mgu(4, reset_after=False), _ref(refm.mgu_step, reset_after=False), (I,)),
     Case("conv_lstm_peephole", CONV, _ref(refm.conv_lstm_step), (3, 4, I)),
@@ -95,6 +95,7 @@ def test_step_and_scan_equal_the_numpy_loop_with_lengths_both_ways_and_an_initia
 # prepare step (expRNN), a parallel path (minGRU) and a feature-map input with a named-tuple state (ConvLSTM).
 SPECIAL = [c for c in CASES if c.name in ("exprnn", "min_gru", "conv_lstm_peephole")]
 SPECIAL_IDS = [c.name for c in SPECIAL]
+SOLVER = {"min_gru": jrnn.associative()}  # a linear cell's own solver, through every composition
 
 
 @pytest.mark.parametrize("case", SPECIAL, ids=SPECIAL_IDS)
@@ -102,7 +103,8 @@ def test_bidirectional_in_deep_checkpointed_and_truncated_scans_equal_numpy(case
     """Layer 1 a bidirectional pair (sum merge), layer 2 the same cell on its outputs; and the memory-bounded and
     truncated scans of one layer, whose forward pass is the plain loop's."""
     H = case.cell.output_size
-    net = jrnn.deep([jrnn.bidirectional(case.cell, merge="sum"), case.cell])
+    solver = SOLVER.get(case.name)
+    net = jrnn.deep([jrnn.bidirectional(case.cell, merge="sum", solver=solver), case.cell], solver=solver)
     params = ref.random_params(net, seed=4, input_size=I)
     xs, lengths = _inputs(case, 5), ref.device(LENGTHS, np.int32)
     single = params[1]  # a cell's parameters for inputs of H features: feed it layer-2-shaped inputs
@@ -111,8 +113,9 @@ def test_bidirectional_in_deep_checkpointed_and_truncated_scans_equal_numpy(case
     @jax.jit
     def run(params, xs, xs_h, lengths):
         deep = net.apply(params, xs, lengths=lengths)
-        remat = jrnn.checkpointed_scan(case.cell, single, xs_h, lengths=lengths, segment_length=2, reverse=True)
-        truncated = jrnn.truncated_bptt(case.cell, k=2).apply(single, xs_h, lengths=lengths)
+        remat = jrnn.checkpointed_scan(case.cell, single, xs_h, lengths=lengths, segment_length=2, reverse=True,
+                                       solver=solver)
+        truncated = jrnn.truncated_bptt(jrnn.RNN(case.cell, solver=solver), k=2).apply(single, xs_h, lengths=lengths)
         return deep, remat, truncated
 
     (ys, (bi_final, final)), remat, truncated = run(params, xs, xs_h, lengths)
@@ -177,7 +180,7 @@ def test_flax_modules_run_the_new_cells_like_numpy(name):
         ys = jax.jit(lambda v, xs, n: module.apply(v, xs, lengths=n))(variables, xs, lengths)
         reverse = True
     else:
-        module = jrnn.flax.nnx.RNN(case.cell, I, rngs=nnx.Rngs(params=0))
+        module = jrnn.flax.nnx.RNN(case.cell, I, solver=SOLVER[name], rngs=nnx.Rngs(params=0))
         params = module.params
         ys = nnx.jit(lambda m, xs, n: m(xs, lengths=n))(module, xs, lengths)
         reverse = False

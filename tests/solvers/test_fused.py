@@ -1,4 +1,4 @@
-"""``jrnn.scan``'s fused path (``jrnn/_src/solvers/fused.py``) against its plain path (``fused=False``) and PyTorch.
+"""The fused solver (``jrnn/_src/solvers/fused.py``) against the sequential solver and PyTorch.
 
 - float64, small: outputs, final states and the gradients of every parameter, the input and the initial state
   equal ``jax.grad`` of the plain path to 1e-10, with and without lengths, forward and reverse, with and without an
@@ -31,12 +31,12 @@ import torch
 import jrnn
 
 
-def fused_scan(*args, **kwargs):
-    return jrnn.scan(*args, fused=True, **kwargs)
+def fused_scan(*args, unroll=1, matmul_dtype=None, **kwargs):
+    return jrnn.scan(*args, solver=jrnn.fused(matmul_dtype, unroll=unroll), **kwargs)
 
 
 def plain_scan(*args, **kwargs):
-    return jrnn.scan(*args, fused=False, **kwargs)
+    return jrnn.scan(*args, solver=jrnn.sequential(), **kwargs)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -246,7 +246,8 @@ def test_bfloat16_matmuls_stay_within_bfloat16_precision(name):
 def test_other_cells_take_the_plain_path():
     cell = _Doubling(4)
     params, xs, _ = _problem(cell, 2, 5, 3, jnp.float32)
-    np.testing.assert_allclose(fused_scan(cell, params, xs)[0], plain_scan(cell, params, xs)[0], rtol=1e-6)
+    assert jrnn.auto().choose(cell) == jrnn.sequential()
+    np.testing.assert_allclose(jrnn.scan(cell, params, xs)[0], plain_scan(cell, params, xs)[0], rtol=1e-6)
 
 
 def test_empty_time_axis_and_vmap():
@@ -273,7 +274,7 @@ def test_bad_options_are_named():
 
 
 def test_forward_mode_autodiff_needs_the_plain_path():
-    """A custom VJP has no JVP: ``jax.jacfwd`` works with ``fused=False`` and equals the fused path's jacrev."""
+    """A custom VJP has no JVP: ``jax.jacfwd`` works with ``jrnn.sequential()`` and equals the fused jacrev."""
     cell = jrnn.elman(3)
     params, xs, _ = _problem(cell, 1, 4, 2, jnp.float32)
     with pytest.raises(TypeError, match="custom_vjp"):
@@ -285,18 +286,19 @@ def test_forward_mode_autodiff_needs_the_plain_path():
 
 def test_layers_and_torch_networks_take_the_fused_path():
     """``jrnn.RNN``, ``jrnn.bidirectional`` and ``jrnn.from_torch`` networks run the fused path (its custom VJP is
-    in their program), and ``fused=False`` layers the plain ``lax.scan``."""
+    in their program), and ``solver=jrnn.sequential()`` layers the plain ``lax.scan``."""
     x = jnp.ones((2, 5, 3))
 
     def loop_kinds(fn, *args):
         return "fori" if "custom_vjp_call" in str(jax.make_jaxpr(fn)(*args)) else "scan"
 
     for fused in (True, False):
-        layer = jrnn.bidirectional(jrnn.lstm(4), fused=fused)
+        solver = jrnn.auto() if fused else jrnn.sequential()
+        layer = jrnn.bidirectional(jrnn.lstm(4), solver=solver)
         p = layer.init(jax.random.key(0), 3)
         fused_loop = loop_kinds(lambda p, x, layer=layer: layer.apply(p, x)[0], p, x) == "fori"
         assert fused_loop == fused
-        layer = jrnn.RNN(jrnn.gru(4), fused=fused)
+        layer = jrnn.RNN(jrnn.gru(4), solver=solver)
         p = layer.init(jax.random.key(0), 3)
         assert (loop_kinds(lambda p, x, layer=layer: layer.apply(p, x)[0], p, x) == "fori") == fused
     fn, params = jrnn.from_torch(torch.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True))

@@ -46,7 +46,7 @@ def problem(name, seed=0, batch=B, time=T):
 
 
 def sequential(cell, params, xs, **kwargs):
-    return jrnn.scan(cell, params, xs, fused=False, **kwargs)
+    return jrnn.scan(cell, params, xs, solver=jrnn.sequential(), **kwargs)
 
 
 def max_abs(a, b):
@@ -90,7 +90,7 @@ def test_implicit_gradients_equal_bptt_in_float64(x64, method, gradient, name):
         return jnp.sum(weights * ys) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree_util.tree_leaves(final))
 
     got = jax.grad(functools.partial(loss, solver=solver), argnums=(0, 1, 2))(params, xs, state)
-    want = jax.grad(functools.partial(loss, fused=False), argnums=(0, 1, 2))(params, xs, state)
+    want = jax.grad(functools.partial(loss, solver=jrnn.sequential()), argnums=(0, 1, 2))(params, xs, state)
     assert max_abs(got, want) < 1e-7
 
 
