@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn._src import checks
-from jrnn._src.lm import check_token_range, check_tokens, concrete
+from jrnn._src.lm import LanguageModel, check_token_range, check_tokens, concrete
 from jrnn._src.losses import last_valid
 from jrnn._src.sequences import keep_where
 
@@ -203,10 +203,9 @@ def generate(model: Any, params: Any, prompt: jax.Array, *, steps: int, key: jax
       ((2, 6), (2, 16))
     """
     where = "jrnn.generate"
-    for attribute in ("vocab_size", "apply", "step"):
-        if not hasattr(model, attribute):
-            raise TypeError(f"{where}: expected model to be a jrnn.language_model (with vocab_size, apply and "
-                            f"step), got {type(model).__name__}, which has no {attribute}")
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"{where}: expected model to be a jrnn.language_model(...) (a jrnn.LanguageModel), got "
+                        f"{type(model).__name__}")
     vocab = model.vocab_size
     steps = checks.positive_int("steps", steps, where)
     options = sampling_options(temperature, top_k, top_p, vocab, where)
