@@ -98,9 +98,10 @@ class Bidirectional(Wrapper):
                                backward=prepare(self.backward, params.backward))
 
     def apply(self, params: BidirectionalParams, xs: jax.Array, *, lengths: jax.Array | None = None,
-              initial_state: BidirectionalState | None = None,
-              key: jax.Array | None = None) -> tuple[jax.Array, BidirectionalState]:
-        """``xs[B, T, F] -> (ys[B, T, output_size], BidirectionalState)``.
+              initial_state: BidirectionalState | None = None, key: jax.Array | None = None,
+              resets: jax.Array | None = None) -> tuple[jax.Array, BidirectionalState]:
+        """``xs[B, T, F] -> (ys[B, T, output_size], BidirectionalState)``; ``resets [B, T]`` marks where packed
+        segments start, and each direction runs within each segment (:func:`jrnn.scan`).
 
         A ``key`` draws the masks of ``dropout`` (ignored without): ``k_forward, k_backward =
         jax.random.split(key)``, so each direction has masks of its own.
@@ -111,9 +112,9 @@ class Bidirectional(Wrapper):
         elif not isinstance(initial_state, BidirectionalState):
             raise TypeError("jrnn.Bidirectional: expected initial_state to be a BidirectionalState(forward, "
                             f"backward), got {type(initial_state).__name__}")
-        a, final_fw = scan(self.forward, params.forward, xs, lengths=lengths,
+        a, final_fw = scan(self.forward, params.forward, xs, lengths=lengths, resets=resets,
                            initial_state=initial_state.forward, key=keys[0], **self._scan_options)
-        a_rev, final_bw = scan(self.backward, params.backward, xs, lengths=lengths,
+        a_rev, final_bw = scan(self.backward, params.backward, xs, lengths=lengths, resets=resets,
                                initial_state=initial_state.backward, reverse=True, key=keys[1], **self._scan_options)
         ys = self.merge.apply(params.merge, a, a_rev)
         mask = valid_mask(lengths, *xs.shape[:2])

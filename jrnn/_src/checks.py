@@ -57,6 +57,20 @@ def lengths(value: Any, batch: int, where: str) -> jax.Array | None:
     return arr
 
 
+def resets(value: Any, batch: int, time: int, where: str) -> jax.Array | None:
+    """Checks ``resets`` of shape ``[batch, time]``, bool (or integer 0/1); returns it as bool."""
+    if value is None:
+        return None
+    arr = jnp.asarray(value)
+    if arr.shape != (batch, time):
+        raise ValueError(f"{where}: expected resets of shape ({batch}, {time}), [batch, time] like xs, got shape "
+                         f"{arr.shape}")
+    if not (arr.dtype == jnp.bool_ or jnp.issubdtype(arr.dtype, jnp.integer)):
+        raise TypeError(f"{where}: expected resets of dtype bool (True where a segment starts), got dtype "
+                        f"{arr.dtype}")
+    return arr.astype(bool)
+
+
 def state_like(state: Any, expected: Any, where: str, name: str = "initial_state") -> Any:
     """Checks that ``state`` has the pytree structure and leaf shapes of ``expected``; casts to its dtypes."""
     exp_leaves, exp_def = jax.tree_util.tree_flatten(expected)

@@ -23,7 +23,10 @@ with ``isinstance`` and nothing else:
   solve in parallel over time (:func:`jrnn.min_gru`, :func:`jrnn.min_lstm`);
 - :class:`StateMaskable`: a ``step`` that takes ``state_mask=``, variational dropout's mask on the state where
   it enters the recurrent matmul (:func:`jrnn.elman`, :func:`jrnn.lstm`, :func:`jrnn.gru`);
-- :class:`RecurrentMatrix`: a hidden-to-hidden matrix ``params.W`` that weight drop may mask.
+- :class:`RecurrentMatrix`: a hidden-to-hidden matrix ``params.W`` that weight drop may mask;
+- :class:`Windowed`: a step that reads the last ``width`` inputs through a causal convolution over time (the
+  width-4 convolutions of Mamba and Hawk); the state carries that window, and :func:`jrnn.scan` builds every
+  step's window at once, so a windowed cell that is also a :class:`LinearRecurrence` stays parallel in time.
 
 A cell's own fast kernel is not a capability of the cell object but an entry in the fused solver's open registry
 (:func:`jrnn.register_fused_kernel`), made from the cell's own module.
@@ -37,9 +40,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
+import jax.numpy as jnp
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -154,6 +158,85 @@ class RecurrentMatrix:
     def with_recurrent_matrix(self, params: Params, W: Array) -> Params:
         """``params`` with the matrix replaced."""
         return params._replace(W=W)
+
+
+class WindowState(NamedTuple):
+    """The state of a :class:`Windowed` cell.
+
+    Attributes:
+      window: ``[..., width - 1, C]``, the last ``width - 1`` window inputs ``u``, oldest first (zeros at the
+        start: the causal convolution's zero padding).
+      fresh: ``[..., 1]``, 1 while no step has been taken since this state was the initial one, else 0. A scan
+        with ``resets`` returns to the initial state, ``fresh`` included, where a segment starts.
+      inner: the cell's own recurrent state (an array ``[..., H]`` for a :class:`LinearRecurrence`).
+    """
+
+    window: jax.Array
+    fresh: jax.Array
+    inner: Any
+
+
+class WindowInputs(NamedTuple):
+    """What a :class:`Windowed` cell's ``window_step``, ``coefficients`` and ``readout`` read at each step.
+
+    Attributes:
+      window: ``[..., width, C]``: ``u_{t-width+1}, ..., u_t``, oldest first, ``u = window_input(params, x)``.
+      x: ``[..., F]``: the step's own input.
+      fresh: ``[..., 1]``: 1 at the first step since the initial state (step 0, and each reset), else 0;
+        recurrentgemma's RG-LRU skips its normalisation there.
+    """
+
+    window: jax.Array
+    x: jax.Array
+    fresh: jax.Array
+
+
+class Windowed(abc.ABC):
+    """Capability: the step reads a window of the last ``width`` inputs, a causal convolution over time, as
+    Mamba's and Hawk's blocks do before their recurrence::
+
+        u_t = window_input(params, x_t)                       [..., C], pointwise in time
+        (inner_t, y_t) = window_step(params, inner_{t-1}, WindowInputs([u_{t-width+1} .. u_t], x_t, fresh_t))
+
+    The cell implements ``window_input``, ``window_step`` and ``inner_initial_state``; ``step`` and
+    ``initial_state`` (a :class:`WindowState`) follow from them. :func:`jrnn.scan` builds every step's window
+    from the sequence at once (with lengths, resets, reversal and the initial window) and hands the solver a cell
+    of the inner state alone, so a windowed cell that is also a :class:`LinearRecurrence` is solved by
+    :func:`jrnn.associative` and the Newton solvers on its inner state; its ``coefficients(params, inputs)``
+    and ``readout(params, states, inputs)`` then read a :class:`WindowInputs` whose leaves are ``[B, T, ...]``.
+
+    Attributes:
+      width: the number of steps the window holds, the current one included (1: no convolution; only ``fresh``).
+      window_size: ``C``, the size of ``u``.
+    """
+
+    width: int
+    window_size: int
+
+    @abc.abstractmethod
+    def window_input(self, params: Params, x: Array) -> Array:
+        """``u [..., C]`` from ``x [..., F]`` (any leading axes: called on one step or a whole sequence)."""
+
+    @abc.abstractmethod
+    def window_step(self, params: Params, inner: State, inputs: WindowInputs) -> tuple[State, Array]:
+        """One step of the inner recurrence from the window: ``(inner, y)``."""
+
+    @abc.abstractmethod
+    def inner_initial_state(self, batch_shape: Shape = (), dtype: Any = None) -> State:
+        """The zero inner state."""
+
+    def initial_state(self, batch_shape: Shape = (), dtype: Any = None) -> WindowState:
+        inner = self.inner_initial_state(batch_shape, dtype)
+        dtype = jnp.real(jax.tree_util.tree_leaves(inner)[0]).dtype if dtype is None else dtype
+        batch_shape = tuple(batch_shape)
+        return WindowState(jnp.zeros((*batch_shape, self.width - 1, self.window_size), dtype),
+                           jnp.ones((*batch_shape, 1), dtype), inner)
+
+    def step(self, params: Params, state: WindowState, x: Array) -> tuple[WindowState, Array]:
+        u = self.window_input(params, x)
+        window = jnp.concatenate([state.window.astype(u.dtype), u[..., None, :]], axis=-2)
+        inner, y = self.window_step(params, state.inner, WindowInputs(window, x, state.fresh))
+        return WindowState(window[..., 1:, :].astype(state.window.dtype), jnp.zeros_like(state.fresh), inner), y
 
 
 def input_shape(cell: Any, params: Params) -> tuple[int, ...]:

@@ -70,7 +70,8 @@ class Deep(Wrapper):
         return tuple(prepare(layer, p) for layer, p in zip(self.layers, params))
 
     def apply(self, params: Sequence[Any], xs: jax.Array, *, lengths: jax.Array | None = None,
-              initial_state: Sequence[Any] | None = None, key: jax.Array | None = None) -> tuple[jax.Array, tuple]:
+              initial_state: Sequence[Any] | None = None, key: jax.Array | None = None,
+              resets: jax.Array | None = None) -> tuple[jax.Array, tuple]:
         """``xs[B, T, F] -> (ys[B, T, output_size], per-layer final states)``.
 
         Args:
@@ -80,6 +81,7 @@ class Deep(Wrapper):
           initial_state: None, or one entry per layer (each None for zeros).
           key: a PRNG key turns dropout on (training), between layers and inside each layer that has its own
             (:func:`jrnn.recurrent_dropout`); None turns it off (evaluation).
+          resets: optional ``[B, T]`` bool, where packed segments start (:func:`jrnn.scan`), shared by every layer.
         """
         n = len(self.layers)
         if not isinstance(params, (tuple, list)) or len(params) != n:
@@ -97,7 +99,8 @@ class Deep(Wrapper):
         h, finals = xs, []
         for l, (layer, p, s0, (k_drop, k_layer)) in enumerate(zip(self.layers, params, initial_state, keys)):
             inputs = h if l == 0 or k_drop is None or not self.dropout else _dropout(k_drop, self.dropout, h)
-            out, final = layer.apply(p, inputs, lengths=lengths, initial_state=s0, key=k_layer)
+            options = {} if resets is None else {"resets": resets}
+            out, final = layer.apply(p, inputs, lengths=lengths, initial_state=s0, key=k_layer, **options)
             h = out + h if self.residual and l > 0 else out
             finals.append(final)
         return h, tuple(finals)

@@ -92,7 +92,8 @@ class LanguageModel:
         return self.head.apply(head, ys)
 
     def apply(self, params: LanguageModelParams, tokens: jax.Array, *, lengths: jax.Array | None = None,
-              initial_state: Any = None, key: jax.Array | None = None) -> tuple[jax.Array, Any]:
+              initial_state: Any = None, key: jax.Array | None = None,
+              resets: jax.Array | None = None) -> tuple[jax.Array, Any]:
         """``tokens[B, T] -> (logits[B, T, V], final_state)``: ``logits[:, t]`` scores the token after ``t``.
 
         The network runs over the whole sequence at once (each layer with its solver). With ``lengths``, tokens
@@ -108,6 +109,9 @@ class LanguageModel:
           initial_state: optional network state with batch shape ``[B]`` (e.g. carried from the previous window
             of a long stream); zeros by default.
           key: a PRNG key turns the network's dropout on (training); None turns it off.
+          resets: optional ``[B, T]`` bool, True where a packed document starts: the state there is the initial
+            state again, so no document reads another's context (:func:`jrnn.scan`; :func:`jrnn.stream_windows`
+            with ``documents=`` makes them).
 
         Returns:
           ``(logits[B, T, V], final_state)``.
@@ -122,8 +126,9 @@ class LanguageModel:
             if concrete(mask):
                 check_token_range(tokens, self.vocab_size, where, "tokens", np.asarray(mask))
             tokens = jnp.where(mask, tokens, jnp.zeros_like(tokens))
+        options = {} if resets is None else {"resets": resets}
         ys, state = self.network.apply(params.network, self.embed(params, tokens), lengths=lengths,
-                                       initial_state=initial_state, key=key)
+                                       initial_state=initial_state, key=key, **options)
         logits = self.logits(params, ys)
         if mask is not None:
             logits = jnp.where(mask[:, :, None], logits, jnp.zeros_like(logits))

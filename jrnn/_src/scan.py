@@ -8,8 +8,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, regularisation
-from jrnn._src.contract import CannotStep, Cell, SequenceLayer, Wrapper, input_shape, prepare
+from jrnn._src import checks, regularisation, windowed
+from jrnn._src.contract import CannotStep, Cell, SequenceLayer, Windowed, Wrapper, input_shape, prepare
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.sequences import batch_like, carry_dtype, per_step, reverse_sequences, valid_mask
 from jrnn._src.solvers.associative import Associative
@@ -18,10 +18,12 @@ from jrnn._src.solvers.base import Problem, Solver
 from jrnn._src.solvers.deprecated import UNSET, solver_from_keywords
 from jrnn._src.solvers.fused import Fused
 from jrnn._src.solvers.newton import Newton, NewtonInfo, deer
+from jrnn._src.solvers.sequential import Sequential
 
 
 def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None,
-         initial_state: Any = None, reverse: bool = False, solver: Solver | None = None,
+         initial_state: Any = None, reverse: bool = False, resets: jax.Array | None = None,
+         solver: Solver | None = None,
          dropout: RecurrentDropout | None = None, key: jax.Array | None = None, unroll: Any = UNSET,
          fused: Any = UNSET, matmul_dtype: Any = UNSET) -> tuple[jax.Array, Any]:
     """Runs ``cell`` over the batch-major sequence ``xs``: ``(c -> x -> (c, y)) -> c -> [B, T, F] -> ([B, T, O], c)``.
@@ -42,6 +44,13 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     ``A'_t``), and ``ys`` comes back in the original time order. Lengths above T count as T, below 0 as 0
     (values are not checked: they may be traced). Padded inputs are replaced by zeros before the cell sees them.
     The state is carried in the dtype that ``xs`` and ``params`` promote to (an ``initial_state`` is cast to it).
+
+    With ``resets``, several sequences are packed into one row: where ``resets[b, t]`` is True a new segment
+    starts, and the state before step ``t`` is the cell's own ``initial_state`` (zeros; as Haiku's ``ResetCore``)
+    rather than step ``t - 1``'s: the loop above with ``if resets[b, t]: state = cell.initial_state(...)`` before
+    the step, row by row. ``initial_state`` is the first segment's (a state carried from the previous window of a
+    stream), and the final state is the last segment's. Under ``reverse=True`` each segment runs backwards on its
+    own. Every solver takes them.
 
     With ``dropout=jrnn.recurrent_dropout(...)`` and a ``key``, the masks of variational dropout and weight drop
     are drawn from the key once per call and reused at every step (see :func:`jrnn.recurrent_dropout`); without a
@@ -72,6 +81,8 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
       lengths: optional ``[B]`` integer valid lengths.
       initial_state: optional state with batch shape ``[B]``; zeros by default.
       reverse: run each sequence backwards in time.
+      resets: optional ``[B, T]`` bool, True at the first step of each packed segment after the first (True at
+        step 0 starts from the cell's initial state instead of ``initial_state``).
       solver: None or :func:`jrnn.auto` (default), or any other solver above.
       dropout: None, or a :func:`jrnn.recurrent_dropout` (input, state, output and weight rates). A network
         takes it from its :class:`jrnn.RNN` layers, not from here.
@@ -96,13 +107,14 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     where = f"jrnn.scan({type(cell).__name__})"
     solver = solver_from_keywords(where, solver, unroll=unroll, fused=fused, matmul_dtype=matmul_dtype,
                                   stacklevel=3)
-    ys, final_state, _ = _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, key, where)
+    ys, final_state, _ = _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, key, where,
+                                resets=resets)
     return ys, final_state
 
 
 def newton_scan(cell: Cell, params: Any, xs: jax.Array, *, solver: Newton | None = None,
-                lengths: jax.Array | None = None, initial_state: Any = None,
-                reverse: bool = False) -> tuple[jax.Array, Any, NewtonInfo]:
+                lengths: jax.Array | None = None, initial_state: Any = None, reverse: bool = False,
+                resets: jax.Array | None = None) -> tuple[jax.Array, Any, NewtonInfo]:
     """:func:`jrnn.scan` by a parallel-in-time Newton solver, with what the solver did:
     ``(ys[B, T, output_size], final_state, info)``.
 
@@ -120,6 +132,7 @@ def newton_scan(cell: Cell, params: Any, xs: jax.Array, *, solver: Newton | None
       lengths: optional ``[B]`` valid lengths.
       initial_state: optional state with batch shape ``[B]``; zeros by default.
       reverse: run each sequence backwards in time.
+      resets: optional ``[B, T]`` bool, the first step of each packed segment, as in :func:`jrnn.scan`.
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
@@ -135,10 +148,11 @@ def newton_scan(cell: Cell, params: Any, xs: jax.Array, *, solver: Newton | None
     if not isinstance(solver, Newton):
         raise ValueError(f"{where}: expected a Newton solver (jrnn.deer, jrnn.quasi_deer or jrnn.elk), got "
                          f"{solver!r}")
-    return _frame(cell, params, xs, lengths, initial_state, reverse, solver, None, None, where, info=True)
+    return _frame(cell, params, xs, lengths, initial_state, reverse, solver, None, None, where, info=True,
+                  resets=resets)
 
 
-def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, key, where, info=False):
+def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, key, where, info=False, resets=None):
     """What every solver shares, done once: ``(ys, final_state, NewtonInfo or None)``."""
     solver = Auto() if solver is None else solver
     if not isinstance(solver, Solver):
@@ -146,6 +160,7 @@ def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, k
                         f"jrnn.fused(), jrnn.associative(), jrnn.deer(...), jrnn.quasi_deer(...), "
                         f"jrnn.elk(...)), got {solver!r}")
     batch, time, lengths, state = _prelude(cell, params, xs, lengths, initial_state, where)
+    resets = checks.resets(resets, batch, time, where)
     if is_network(cell):
         if dropout is not None:
             raise ValueError(f"{where}: expected dropout=None for a network; set dropout on its jrnn.RNN layers "
@@ -153,7 +168,7 @@ def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, k
         # Tracing one step raises the network's own error when it cannot step (a reverse or bidirectional layer).
         jax.eval_shape(cell.step, params, state, jax.ShapeDtypeStruct((batch,) + xs.shape[2:], xs.dtype))
         if isinstance(solver, Auto):
-            ys, final_state = _network_scan(cell, params, xs, lengths, state, reverse, key)
+            ys, final_state = _network_scan(cell, params, xs, lengths, state, reverse, key, resets)
             return ys, final_state, None
         if isinstance(solver, (Fused, Associative)):
             raise ValueError(f"{where}: a network has no {solver.name} form of its own; its layers choose their "
@@ -161,9 +176,13 @@ def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, k
                              f"jrnn.sequential() or a Newton solver to solve it as one cell")
     dropout = regularisation.check(dropout, key, cell, where)
     state_dropout = dropout is not None and bool(dropout.state)
+    # A windowed cell is solved as the cell of its inner state, its windows built here; the loop steps it as it is.
+    inner = windowed.inner_cell(cell) if isinstance(cell, Windowed) else None
     if isinstance(solver, Auto):
-        solver = solver.choose(cell, state_mask=state_dropout)
-    solver.check(cell, where, state_mask=state_dropout)
+        solver = solver.choose(cell if inner is None else inner, state_mask=state_dropout)
+    if isinstance(solver, Sequential):
+        inner = None
+    solver.check(cell if inner is None else inner, where, state_mask=state_dropout)
     if not info and isinstance(solver, Newton) and solver.fallback != "sequential":
         raise ValueError(f"{where}: expected fallback='sequential' for a solver given to jrnn.scan, which "
                          f"cannot report a run that did not converge; got fallback={solver.fallback!r} "
@@ -179,16 +198,28 @@ def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, k
         y = jax.eval_shape(lambda p, s, x: cell.step(p, s, x)[1], params, state, x)
         ys = jnp.zeros((batch, 0) + y.shape[1:], carry_dtype(xs, params))
         return ys, state, (NewtonInfo(jnp.int32(0), jnp.zeros((), ys.dtype), jnp.bool_(True)) if info else None)
+    mask = valid_mask(lengths, batch, time)
+    if resets is not None and mask is not None:
+        resets = resets & mask
     if reverse:
         xs = solver.reverse(xs, lengths)
-    mask = valid_mask(lengths, batch, time)
+        if resets is not None:  # a segment runs backwards from its last step, the step before the next one starts
+            ends = jnp.concatenate([resets[:, 1:], jnp.zeros_like(resets[:, :1])], axis=1)
+            resets = reverse_sequences(ends, lengths)
     if mask is not None:  # padded inputs never reach the cell, so not even a NaN there touches a gradient
         xs = jnp.where(per_step(mask, xs), xs, jnp.zeros_like(xs))
-    problem = Problem(cell, params, xs, state, lengths, mask, None if masks is None else masks.state)
+    finish, state_dtype = None, carry_dtype(xs, params)
+    if inner is not None:
+        xs, state, finish = windowed.windows(cell, params, xs, state, lengths, resets)
+        cell = inner
+    problem = Problem(cell, params, xs, state, lengths, mask, None if masks is None else masks.state, resets,
+                      None if resets is None else batch_like(cell.initial_state((batch,), state_dtype), xs))
     if info:
         ys, final_state, newton_info = solver.solve_with_info(problem)
     else:
         (ys, final_state), newton_info = solver.solve(problem), None
+    if finish is not None:
+        final_state = finish(final_state)
     if reverse:
         ys = solver.reverse(ys, lengths)
     if masks is not None and masks.output is not None:
@@ -211,11 +242,17 @@ def is_network(cell: Any) -> bool:
 
 
 def _network_scan(network: Any, params: Any, xs: jax.Array, lengths: jax.Array | None, state: Any,
-                  reverse: bool, key: jax.Array | None = None) -> tuple[jax.Array, Any]:
+                  reverse: bool, key: jax.Array | None = None, resets: jax.Array | None = None) -> tuple[jax.Array, Any]:
     """A network's scan through its own ``apply``; reversed, between two length-aware reversals."""
+    if resets is not None and lengths is not None:
+        resets = resets & valid_mask(lengths, *resets.shape)
     if reverse:
         xs = reverse_sequences(xs, lengths)
-    ys, final_state = network.apply(params, xs, lengths=lengths, initial_state=state, key=key)
+        if resets is not None:
+            ends = jnp.concatenate([resets[:, 1:], jnp.zeros_like(resets[:, :1])], axis=1)
+            resets = reverse_sequences(ends, lengths)
+    options = {} if resets is None else {"resets": resets}
+    ys, final_state = network.apply(params, xs, lengths=lengths, initial_state=state, key=key, **options)
     if reverse:
         ys = reverse_sequences(ys, lengths)
     return ys, final_state
@@ -286,7 +323,9 @@ class RNN(Wrapper):
         return self.cell.step(params, state, x)
 
     def apply(self, params: Any, xs: jax.Array, *, lengths: jax.Array | None = None, initial_state: Any = None,
-              key: jax.Array | None = None) -> tuple[jax.Array, Any]:
-        """``(ys[B, T, output_size], final_state)``; a ``key`` draws the masks of ``dropout`` (ignored without)."""
+              key: jax.Array | None = None, resets: jax.Array | None = None) -> tuple[jax.Array, Any]:
+        """``(ys[B, T, output_size], final_state)``; a ``key`` draws the masks of ``dropout`` (ignored without);
+        ``resets [B, T]`` marks where packed segments start (:func:`jrnn.scan`)."""
         return scan(self.cell, params, xs, lengths=lengths, initial_state=initial_state, reverse=self.reverse,
-                    solver=self.solver, dropout=self.dropout, key=None if self.dropout is None else key)
+                    resets=resets, solver=self.solver, dropout=self.dropout,
+                    key=None if self.dropout is None else key)

@@ -35,7 +35,9 @@ class Associative(Solver):
     def solve(self, problem: Problem) -> tuple[jax.Array, Any]:
         cell, params, xs, state = problem.cell, problem.params, problem.xs, problem.state
         a, b = cell.coefficients(params, xs)
-        states = log_linear_scan(a, b, state) if cell.log_space else linear_scan(a, b, state)
+        resets, restart = problem.resets, problem.restart
+        states = (log_linear_scan(a, b, state, resets, restart) if cell.log_space
+                  else linear_scan(a, b, state, resets=resets, restart=restart))
         final = last_valid(states, problem).astype(state.dtype)
         ys = cell.readout(params, states.astype(state.dtype), xs)
         return zero_padded(ys, problem.mask), final

@@ -30,6 +30,10 @@ class Problem(NamedTuple):
       lengths: ``[B]`` valid lengths, or None (every step valid).
       mask: ``[B, T]`` bool, ``t < lengths[b]``, or None.
       state_mask: ``[B, P]`` variational dropout's state mask, or None.
+      resets: ``[B, T]`` bool, True where a new segment starts (the state before that step is ``restart``, not the
+        previous step's), in the order the recurrence reads the steps and False at padded steps; or None.
+      restart: the state a segment starts from, the cell's own ``initial_state`` (a constant, batch ``[B]``);
+        None without ``resets``.
     """
 
     cell: Any
@@ -39,6 +43,8 @@ class Problem(NamedTuple):
     lengths: jax.Array | None
     mask: jax.Array | None
     state_mask: jax.Array | None
+    resets: jax.Array | None = None
+    restart: Any = None
 
 
 class Solver(abc.ABC):
@@ -48,7 +54,8 @@ class Solver(abc.ABC):
 
     A solver is a frozen dataclass of static options (hashable: it can be a static argument of ``jax.jit``). Its
     :meth:`solve` must return what the sequential loop returns: ``ys [B, T, output_size]`` with zeros at padded
-    steps, and each sequence's state after its own last valid step (its initial state for an empty one).
+    steps, and each sequence's state after its own last valid step (its initial state for an empty one); with
+    ``resets``, the state before a step where a segment starts is ``restart``.
     """
 
     name: str = "solver"

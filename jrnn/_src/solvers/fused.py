@@ -95,7 +95,7 @@ class Fused(Solver):
         time = problem.xs.shape[1]
         unroll = time if self.unroll is True else self.unroll
         return fused_layer(kernel, unroll, problem.params, problem.xs, problem.state, problem.lengths,
-                           problem.state_mask)
+                           problem.state_mask, problem.resets, problem.restart)
 
 
 def fused(matmul_dtype: Any = None, *, unroll: int | bool = 1) -> Fused:
@@ -129,12 +129,17 @@ def fused(matmul_dtype: Any = None, *, unroll: int | bool = 1) -> Fused:
 
 
 def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: Any, lengths: jax.Array | None,
-                state_mask: jax.Array | None = None) -> tuple[jax.Array, Any]:
+                state_mask: jax.Array | None = None, resets: jax.Array | None = None,
+                restart: Any = None) -> tuple[jax.Array, Any]:
     """The fused loops on checked inputs: ``xs[B, T, F]`` (zero at padded steps), a state with batch shape ``[B]``,
     at least one time step. ``kernel`` is a cell's (:func:`kernel_for`; the benchmarks build variants of them).
-    ``state_mask[B, P]``: variational dropout's mask on the state where it enters the recurrent matmul."""
+    ``state_mask[B, P]``: variational dropout's mask on the state where it enters the recurrent matmul.
+    ``resets[B, T]``: where a segment starts from ``restart`` (a constant state) instead of the previous step."""
     params = batch_like(params, xs, axis=None)  # varying as xs is inside shard_map, so the custom VJP's types agree
-    ys, final_state = _fused_layer(kernel, unroll, params, jnp.swapaxes(xs, 0, 1), state, lengths, state_mask)
+    resets = None if resets is None else resets.T
+    restarts = None if resets is None else (resets, jax.lax.stop_gradient(restart))
+    ys, final_state = _fused_layer(kernel, unroll, params, jnp.swapaxes(xs, 0, 1), state, lengths, state_mask,
+                                   restarts)
     return jnp.swapaxes(ys, 0, 1), final_state
 
 
@@ -180,7 +185,7 @@ def _buffers(template: Any, like: jax.Array) -> Any:
     return batch_like(zeros, like, axis=1)
 
 
-def _forward(kernel, unroll, params, xs, state0, lengths, save, state_mask=None):
+def _forward(kernel, unroll, params, xs, state0, lengths, save, state_mask=None, restarts=None):
     """The forward loop: ``(ys, final state, residuals)``.
 
     Step t's gates ``a_t`` overwrite ``xp[t]`` in place. ``a_t`` is computed from ``xp[t]``, so every read of
@@ -197,6 +202,8 @@ def _forward(kernel, unroll, params, xs, state0, lengths, save, state_mask=None)
 
     def body(t, loop):
         carry, xp, ys, extras = loop
+        if restarts is not None:  # a segment starts from the cell's initial state
+            carry = keep_where(_at(restarts[0], t), kernel.carry(restarts[1]), carry)
         new, y, a, extra = kernel.step(consts, carry, _at(xp, t), save)
         if lengths is not None:
             valid = t < lengths
@@ -214,7 +221,7 @@ def _forward(kernel, unroll, params, xs, state0, lengths, save, state_mask=None)
     return ys, kernel.state(carry), (xp, extras)
 
 
-def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, lengths):
+def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, lengths, resets=None):
     """The backward loop, t = T-1 .. 0: ``(d initial carry, DZ, stacked extra gradients)``.
 
     Carries only the state's gradient. Step t's ``dz_t`` goes over the residual ``a_t`` in ``buf``; the writes of
@@ -222,6 +229,8 @@ def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, leng
     of the buffer can come after a write into it and XLA updates it in place (with the write at the end of an
     iteration, XLA copies the whole buffer every iteration: some reads, such as the LSTM's forget gate for
     ``dc_{t-1}``, do not feed the write). The first iteration's "pending" write puts back what slot T-1 holds.
+
+    Where ``resets`` starts a segment, the step read a constant state, not step ``t - 1``'s: nothing flows back.
     """
     time = dys.shape[0]
     k = max(1, min(unroll, time))
@@ -235,6 +244,8 @@ def _backward(kernel, unroll, consts, dcarry, buf, extras, dys, S_prev, ys, leng
             dprev = keep_where(valid, dprev, dcarry)
             zero = lambda v: jnp.where(valid[:, None], v, jnp.zeros_like(v))  # noqa: E731
             dz, dextra = zero(dz), jax.tree_util.tree_map(zero, dextra)
+        if resets is not None:
+            dprev = keep_where(_at(resets, t), jax.tree_util.tree_map(jnp.zeros_like, dprev), dprev)
         return dprev, dz, dextra
 
     def block(top, n, loop):
@@ -270,26 +281,32 @@ def _shift_in(s0: jax.Array, ys: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused_layer(kernel, unroll, params, xs, state0, lengths, state_mask):
-    ys, final, _ = _forward(kernel, unroll, params, xs, state0, lengths, save=False, state_mask=state_mask)
+def _fused_layer(kernel, unroll, params, xs, state0, lengths, state_mask, restarts):
+    ys, final, _ = _forward(kernel, unroll, params, xs, state0, lengths, save=False, state_mask=state_mask,
+                            restarts=restarts)
     return ys, final
 
 
-def _fused_layer_fwd(kernel, unroll, params, xs, state0, lengths, state_mask):
-    ys, final, res = _forward(kernel, unroll, params, xs, state0, lengths, save=True, state_mask=state_mask)
-    return (ys, final), (params, xs, state0, lengths, state_mask, ys, res)
+def _fused_layer_fwd(kernel, unroll, params, xs, state0, lengths, state_mask, restarts):
+    ys, final, res = _forward(kernel, unroll, params, xs, state0, lengths, save=True, state_mask=state_mask,
+                              restarts=restarts)
+    return (ys, final), (params, xs, state0, lengths, state_mask, restarts, ys, res)
 
 
 def _fused_layer_bwd(kernel, unroll, saved, cotangents):
-    params, xs, state0, lengths, state_mask, ys, (buf, extras) = saved
+    params, xs, state0, lengths, state_mask, restarts, ys, (buf, extras) = saved
     dys, dfinal = cotangents
     S_prev = _shift_in(kernel.state_output(state0), ys)
+    resets = None
+    if restarts is not None:  # the state a step read: the cell's initial one where a segment starts
+        resets, restart = restarts
+        S_prev = jnp.where(resets[..., None], kernel.state_output(restart)[None].astype(S_prev.dtype), S_prev)
     consts = kernel.consts(params, state_mask)
     dcarry, DZ, dextras = _backward(kernel, unroll, consts, kernel.carry(dfinal), buf, extras, dys, S_prev, ys,
-                                    lengths)
+                                    lengths, resets)
     S_in = S_prev if state_mask is None else S_prev * state_mask[None]  # what the recurrent matmul read
     dparams, dxs = kernel.grads(params, xs, S_in, DZ, dextras, extras)
-    return dparams, dxs, kernel.state(dcarry), None, None  # the masks are constants: no gradient
+    return dparams, dxs, kernel.state(dcarry), None, None, None  # masks and restarts are constants: no gradient
 
 
 _fused_layer.defvjp(_fused_layer_fwd, _fused_layer_bwd)

@@ -53,9 +53,22 @@ def _compose_log(earlier, later):
     return A1 + A2, jnp.logaddexp(L1 + A2, L2)
 
 
-def log_linear_scan(log_a: jax.Array, log_b: jax.Array, s0: jax.Array) -> jax.Array:
+def _compose_log_segmented(earlier, later):
+    """:func:`_compose_log` that restarts at a segment's first step: a flagged element drops what came before."""
+    A1, L1, f1 = earlier
+    A2, L2, f2 = later
+    return (jnp.where(f2, A2, A1 + A2), jnp.where(f2, L2, jnp.logaddexp(L1 + A2, L2)), f1 | f2)
+
+
+def log_linear_scan(log_a: jax.Array, log_b: jax.Array, s0: jax.Array, resets: jax.Array | None = None,
+                    restart: jax.Array | None = None) -> jax.Array:
     """Every ``s_t`` of ``s_t = a_t ⊙ s_{t-1} + b_t`` for positive ``a``, ``b``, from ``log a``, ``log b``
     ``[B, T, H]`` and ``s0 [B, H]`` of any sign: ``s [B, T, H]``, in log space.
+
+    With ``resets [B, T]`` (bool), ``s_{t-1}`` is ``restart [B, H]`` where ``resets[:, t]``: a segmented scan,
+    whose flagged elements drop the products before them, so ``A_t`` sums ``log a`` from the segment's first step
+    and ``s_t = exp(A_t) ⊙ s_start + exp(L_t)``, ``s_start`` being ``s0`` in the first segment and ``restart``
+    after.
 
     Example:
       >>> import jax.numpy as jnp
@@ -64,16 +77,25 @@ def log_linear_scan(log_a: jax.Array, log_b: jax.Array, s0: jax.Array) -> jax.Ar
       >>> s[0, :, 0].round(4)   # s_t = s_{t-1} / 2 + 1 from s_0 = -1
       Array([0.5  , 1.25 , 1.625], dtype=float32)
     """
-    A, L = jax.lax.associative_scan(_compose_log, (log_a, log_b), axis=1)
+    if resets is None:
+        A, L = jax.lax.associative_scan(_compose_log, (log_a, log_b), axis=1)
+    else:
+        flags = jnp.broadcast_to(resets[..., None], log_a.shape)
+        A, L, _ = jax.lax.associative_scan(_compose_log_segmented, (log_a, log_b, flags), axis=1)
+        first = (jnp.cumsum(resets, axis=1) == 0)[..., None]
+        return jnp.exp(A) * jnp.where(first, s0[:, None, :], restart[:, None, :]) + jnp.exp(L)
     return jnp.exp(A) * s0[:, None, :] + jnp.exp(L)
 
 
-def linear_scan(A: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False) -> jax.Array:
+def linear_scan(A: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False,
+                resets: jax.Array | None = None, restart: jax.Array | None = None) -> jax.Array:
     """Every ``s_t`` of ``s_t = A_t s_{t-1} + b_t``: ``A [B, T, D, D]`` or diagonal ``[B, T, D]``, ``b [B, T, D]``,
     ``s0 [B, D]`` -> ``s [B, T, D]``.
 
     With ``reverse=True`` time runs backwards: ``s_t = A_t s_{t+1} + b_t`` from ``s_{T+1} = s0``. The
-    coefficients may have either sign or be complex (``s`` then has the promoted dtype).
+    coefficients may have either sign or be complex (``s`` then has the promoted dtype). With ``resets [B, T]``
+    (bool, forward only), ``s_{t-1}`` is ``restart [B, D]`` where ``resets[:, t]``: there ``(A_t, b_t)``
+    becomes ``(0, A_t restart + b_t)``, which cuts the products at the segment's first step.
 
     Example:
       >>> import jax.numpy as jnp
@@ -84,9 +106,15 @@ def linear_scan(A: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = Fa
     full = A.ndim == b.ndim + 1
     dtype = jnp.result_type(A, b, s0)
     A, b, s0 = (jnp.asarray(v, dtype) for v in (A, b, s0))
+    apply = (lambda M, v: jnp.einsum("b...ij,b...j->b...i", M, v)) if full else (lambda M, v: M * v)  # noqa: E731
+    if resets is not None:
+        if reverse:
+            raise ValueError("linear_scan: resets run forward in time only")
+        b = jnp.where(resets[..., None], b + apply(A, jnp.asarray(restart, dtype)[:, None]), b)
+        A = jnp.where(resets.reshape(resets.shape + (1,) * (A.ndim - 2)), jnp.zeros_like(A), A)
     first = 0 if not reverse else -1
     A0 = A[:, first]
-    b0 = b[:, first] + (jnp.einsum("bij,bj->bi", A0, s0) if full else A0 * s0)
+    b0 = b[:, first] + apply(A0, s0)
     b = b.at[:, first].set(b0)
     compose = _compose_full if full else _compose_diagonal
     return jax.lax.associative_scan(compose, (A, b), reverse=reverse, axis=1)[1]

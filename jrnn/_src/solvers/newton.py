@@ -64,18 +64,48 @@ class Newton(Solver):
 
     def solve_with_info(self, problem: Problem) -> tuple[jax.Array, Any, NewtonInfo]:
         """:meth:`solve` and what Newton did: ``(ys, final_state, info)``."""
-        cell, params, xs, state, _, mask, state_mask = problem
+        cell, params, xs, state, mask, state_mask = (problem.cell, problem.params, problem.xs, problem.state,
+                                                     problem.mask, problem.state_mask)
         batch, time = xs.shape[:2]
-        valid = jnp.ones((batch, time), bool) if mask is None else mask
-        _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda leaf: leaf[0], state))
-        s0 = jax.vmap(lambda s: ravel_pytree(s)[0])(state)
-        flat = _Flat(cell, unravel, self, state_mask is not None)
+        flatten, unravel = _flattener(state)
+        s0 = jax.vmap(flatten)(state)
+        valid = (jnp.ones((batch, time), bool) if mask is None else mask).astype(s0.dtype)
+        if problem.resets is None:
+            resets, restart = jnp.zeros((batch, time), s0.dtype), jnp.zeros_like(s0)
+        else:
+            resets, restart = problem.resets.astype(s0.dtype), jax.vmap(flatten)(problem.restart).astype(s0.dtype)
+        flat = _Flat(cell, flatten, unravel, self, state_mask is not None)
         m = jnp.zeros((batch, 0), s0.dtype) if state_mask is None else state_mask.astype(s0.dtype)
-        states, info = flat.solve(params, xs, s0, valid.astype(s0.dtype), m)
-        prevs = _previous(states, s0)
+        r = (resets, jax.lax.stop_gradient(restart))
+        states, info = flat.solve(params, xs, s0, valid, r, m)
+        prevs = jnp.where(resets[..., None] > 0, restart[:, None], _previous(states, s0))
         ys = jax.vmap(jax.vmap(flat.output, (None, 0, 0, None)), (None, 0, 0, 0))(params, prevs, xs, m)
         final = jax.vmap(unravel)(states[:, -1])  # padded steps are the identity: the last state is each one's own
         return zero_padded(ys, mask), final, info
+
+
+def _flattener(state: Any):
+    """``(flatten, unravel)`` between one sequence's state pytree and a real ``[D]`` vector; a complex leaf is
+    stored as its real and imaginary parts (Newton's Jacobians are then those of the real map, which
+    ``jax.jacfwd`` takes without holomorphy)."""
+    template = jax.tree_util.tree_map(lambda leaf: leaf[0], state)
+    is_complex = [jnp.iscomplexobj(leaf) for leaf in jax.tree_util.tree_leaves(template)]
+    treedef = jax.tree_util.tree_structure(template)
+
+    def realify(tree):
+        leaves = jax.tree_util.tree_leaves(tree)
+        return [jnp.stack([leaf.real, leaf.imag], -1) if c else leaf for leaf, c in zip(leaves, is_complex)]
+
+    _, unravel_real = ravel_pytree(realify(template))
+
+    def flatten(tree):
+        return ravel_pytree(realify(tree))[0]
+
+    def unravel(vector):
+        leaves = [leaf[..., 0] + 1j * leaf[..., 1] if c else leaf for leaf, c in zip(unravel_real(vector), is_complex)]
+        return jax.tree_util.tree_unflatten(treedef, leaves)
+
+    return flatten, unravel
 
 
 class NewtonInfo(NamedTuple):
@@ -211,9 +241,12 @@ def _previous(states: jax.Array, s0: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Flat:
-    """The flattened recurrence ``s_t = f(s_{t-1}, x_t)`` of one cell: one sequence's state as a ``[D]`` vector."""
+    """The flattened recurrence ``s_t = f(s_{t-1}, x_t)`` of one cell: one sequence's state as a real ``[D]``
+    vector. Per step it also reads ``valid`` (0: a padded step, the identity) and ``r = (reset, restart)`` (reset
+    1: a segment starts, ``s_{t-1}`` is replaced by the constant ``restart``, so ``∂f/∂s_{t-1} = 0`` there)."""
 
     cell: Any
+    flatten: Any
     unravel: Any
     solver: Newton
     masked: bool  # whether the cell's step takes a variational-dropout state mask
@@ -221,60 +254,62 @@ class _Flat:
     def _step(self, params, s, x, m):
         return self.cell.step(params, self.unravel(s), x, **({"state_mask": m} if self.masked else {}))
 
-    def f(self, params, s, x, valid, m):
-        """One sequence, one step: ``s [D], x [F], valid [] (0 or 1) -> s' [D]``; a padded step is the identity."""
-        new = ravel_pytree(self._step(params, s, x, m)[0])[0].astype(s.dtype)
+    def f(self, params, s, x, valid, reset, restart, m):
+        """One sequence, one step: ``s [D], x [F], valid, reset [] (0 or 1), restart [D] -> s' [D]``."""
+        prev = jnp.where(reset > 0, restart, s)
+        new = self.flatten(self._step(params, prev, x, m)[0]).astype(s.dtype)
         return jnp.where(valid > 0, new, s)
 
     def output(self, params, s, x, m):
         return self._step(params, s, x, m)[1]
 
-    def f_all(self, params, prevs, xs, valid, m):
+    def f_all(self, params, prevs, xs, valid, r, m):
         """``[B, T, D]`` -> ``[B, T, D]``: every step at once."""
-        return jax.vmap(jax.vmap(self.f, (None, 0, 0, 0, None)), (None, 0, 0, 0, 0))(params, prevs, xs, valid, m)
+        inner = jax.vmap(self.f, (None, 0, 0, 0, 0, None, None))
+        return jax.vmap(inner, (None, 0, 0, 0, 0, 0, 0))(params, prevs, xs, valid, *r, m)
 
-    def jacobian(self, params, prevs, xs, valid, m):
+    def jacobian(self, params, prevs, xs, valid, r, m):
         """``[B, T, D, D]``: ``∂f/∂s`` at every step."""
-        jac = jax.jacfwd(self.f, argnums=1)
-        return jax.vmap(jax.vmap(jac, (None, 0, 0, 0, None)), (None, 0, 0, 0, 0))(params, prevs, xs, valid, m)
+        jac = jax.vmap(jax.jacfwd(self.f, argnums=1), (None, 0, 0, 0, 0, None, None))
+        return jax.vmap(jac, (None, 0, 0, 0, 0, 0, 0))(params, prevs, xs, valid, *r, m)
 
-    def diagonal(self, params, prevs, xs, valid, m):
+    def diagonal(self, params, prevs, xs, valid, r, m):
         """``[B, T, D]``: the diagonal of ``∂f/∂s`` at every step, one basis tangent at a time (``O(B T D)``
         memory, never the full Jacobians)."""
         size = prevs.shape[-1]
 
         def column(i):
             tangent = jnp.broadcast_to(jax.nn.one_hot(i, size, dtype=prevs.dtype), prevs.shape)
-            _, out = jax.jvp(lambda s: self.f_all(params, s, xs, valid, m), (prevs,), (tangent,))
+            _, out = jax.jvp(lambda s: self.f_all(params, s, xs, valid, r, m), (prevs,), (tangent,))
             return out[..., i]
 
         return jnp.moveaxis(jax.lax.map(column, jnp.arange(size), batch_size=min(size, 8)), 0, -1)
 
-    def newton_step(self, params, xs, s0, valid, m, states, values, damping):
+    def newton_step(self, params, xs, s0, valid, r, m, states, values, damping):
         """One iteration: the states that solve the recurrence linearised around ``states`` (``values`` is
-        ``f`` there)."""
+        ``f`` there). At a reset the Jacobian is 0 and ``values`` is exact, so the linear step restarts there."""
         prevs = _previous(states, s0)
         method = self.solver.method
         if method == "deer":
-            J = self.jacobian(params, prevs, xs, valid, m)
+            J = self.jacobian(params, prevs, xs, valid, r, m)
             return linear_scan(J, values - jnp.einsum("btij,btj->bti", J, prevs), s0)
-        a = self.diagonal(params, prevs, xs, valid, m)
+        a = self.diagonal(params, prevs, xs, valid, r, m)
         if method == "elk":
             return damped_diagonal_step(a, values - a * prevs, s0, states, damping)
         return linear_scan(a, values - a * prevs, s0)
 
-    def sequential(self, params, xs, s0, valid, m):
+    def sequential(self, params, xs, s0, valid, r, m):
         """The reference: one step after another (``jax.lax.scan``)."""
-        step = jax.vmap(self.f, (None, 0, 0, 0, 0))
+        step = jax.vmap(self.f, (None, 0, 0, 0, 0, 0, 0))
 
         def body(s, inputs):
-            s = step(params, s, *inputs, m)
+            s = step(params, s, *inputs, r[1], m)
             return s, s
 
-        _, states = jax.lax.scan(body, s0, (jnp.swapaxes(xs, 0, 1), valid.T))
+        _, states = jax.lax.scan(body, s0, (jnp.swapaxes(xs, 0, 1), valid.T, r[0].T))
         return jnp.swapaxes(states, 0, 1)
 
-    def forward(self, params, xs, s0, valid, m):
+    def forward(self, params, xs, s0, valid, r, m):
         solver = self.solver
         time = xs.shape[1]
         max_iters = time if solver.max_iters is None else min(solver.max_iters, time)
@@ -283,7 +318,7 @@ class _Flat:
         rtol = tol if solver.rtol is None else solver.rtol
 
         def evaluate(states):
-            values = self.f_all(params, _previous(states, s0), xs, valid, m)
+            values = self.f_all(params, _previous(states, s0), xs, valid, r, m)
             error = jnp.abs(states - values)
             done = jnp.all(error <= atol + rtol * jnp.abs(values))
             return values, done, jnp.max(jnp.where(jnp.isnan(error), jnp.inf, error))
@@ -293,7 +328,7 @@ class _Flat:
         if solver.init != "zeros":
             guess = guess + s0[:, None]
         if solver.init == "step":
-            guess = self.f_all(params, guess, xs, valid, m)
+            guess = self.f_all(params, guess, xs, valid, r, m)
 
         def cond(carry):
             k, _, _, done, residual = carry
@@ -301,50 +336,51 @@ class _Flat:
 
         def body(carry):
             k, states, values, _, _ = carry
-            states = self.newton_step(params, xs, s0, valid, m, states, values, solver.damping)
+            states = self.newton_step(params, xs, s0, valid, r, m, states, values, solver.damping)
             return (k + 1, states, *evaluate(states))
 
         k, states, _, done, residual = jax.lax.while_loop(cond, body, (jnp.int32(0), guess, *evaluate(guess)))
         if solver.fallback == "sequential":
-            states = jax.lax.cond(done, lambda: states, lambda: self.sequential(params, xs, s0, valid, m))
+            states = jax.lax.cond(done, lambda: states, lambda: self.sequential(params, xs, s0, valid, r, m))
         return states, NewtonInfo(k, residual, done)
 
-    def adjoint(self, params, xs, s0, valid, m, states, g):
+    def adjoint(self, params, xs, s0, valid, r, m, states, g):
         """``λ_t = g_t + J_{t+1}ᵀ λ_{t+1}``, ``λ_T = g_T``, the Jacobians at the solution."""
         prevs = _previous(states, s0)
         if self.solver.gradient == "parallel":
-            J = self.jacobian(params, prevs, xs, valid, m)
+            J = self.jacobian(params, prevs, xs, valid, r, m)
             JT = jnp.swapaxes(J[:, 1:], -1, -2)
             return linear_scan(jnp.concatenate([JT, jnp.zeros_like(JT[:, :1])], 1), g, jnp.zeros_like(s0),
                                reverse=True)
-        step = jax.vmap(self.f, (None, 0, 0, 0, 0))
+        step = jax.vmap(self.f, (None, 0, 0, 0, 0, 0, 0))
 
         def body(lam_next, inputs):
-            prev_next, x_next, valid_next, g_t = inputs
-            _, vjp = jax.vjp(lambda s: step(params, s, x_next, valid_next, m), prev_next)
+            prev_next, x_next, valid_next, r_next, g_t = inputs
+            _, vjp = jax.vjp(lambda s: step(params, s, x_next, valid_next, r_next, r[1], m), prev_next)
             lam = g_t + vjp(lam_next)[0]
             return lam, lam
 
-        inputs = [jnp.swapaxes(a[:, 1:], 0, 1) for a in (prevs, xs, valid)] + [jnp.swapaxes(g[:, :-1], 0, 1)]
+        inputs = [jnp.swapaxes(a[:, 1:], 0, 1) for a in (prevs, xs, valid, r[0])] + [jnp.swapaxes(g[:, :-1], 0, 1)]
         _, lams = jax.lax.scan(body, g[:, -1], tuple(inputs), reverse=True)
         return jnp.concatenate([jnp.swapaxes(lams, 0, 1), g[:, -1:]], axis=1)
 
-    def solve(self, params, xs, s0, valid, m):
+    def solve(self, params, xs, s0, valid, r, m):
         @jax.custom_vjp
-        def solve(params, xs, s0, valid, m):
-            return self.forward(params, xs, s0, valid, m)
+        def solve(params, xs, s0, valid, r, m):
+            return self.forward(params, xs, s0, valid, r, m)
 
-        def forward(params, xs, s0, valid, m):
-            states, info = self.forward(params, xs, s0, valid, m)
-            return (states, info), (params, xs, s0, valid, m, states)
+        def forward(params, xs, s0, valid, r, m):
+            states, info = self.forward(params, xs, s0, valid, r, m)
+            return (states, info), (params, xs, s0, valid, r, m, states)
 
         def backward(residuals, cotangents):
-            params, xs, s0, valid, m, states = residuals
-            lam = self.adjoint(params, xs, s0, valid, m, states, cotangents[0])
-            _, vjp = jax.vjp(lambda p, x, prevs: self.f_all(p, prevs, x, valid, m), params, xs,
+            params, xs, s0, valid, r, m, states = residuals
+            lam = self.adjoint(params, xs, s0, valid, r, m, states, cotangents[0])
+            _, vjp = jax.vjp(lambda p, x, prevs: self.f_all(p, prevs, x, valid, r, m), params, xs,
                              _previous(states, s0))
             d_params, d_xs, d_prevs = vjp(lam)
-            return d_params, d_xs, d_prevs[:, 0], jnp.zeros_like(valid), jnp.zeros_like(m)
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, (valid, r, m))  # constants: no gradient
+            return d_params, d_xs, d_prevs[:, 0], *zeros
 
         solve.defvjp(forward, backward)
-        return solve(params, xs, s0, valid, m)
+        return solve(params, xs, s0, valid, r, m)

@@ -22,19 +22,22 @@ class Sequential(Solver):
     name = "sequential"
 
     def solve(self, problem: Problem) -> tuple[jax.Array, Any]:
-        cell, params, xs, state, _, mask, state_mask = problem
+        cell, params, xs, mask, state_mask, resets = (problem.cell, problem.params, problem.xs, problem.mask,
+                                                      problem.state_mask, problem.resets)
         step = cell.step if state_mask is None else functools.partial(cell.step, state_mask=state_mask)
 
         def body(state, inputs):
-            x, valid = inputs
+            x, valid, reset = inputs
+            if reset is not None:  # a new segment starts from the cell's initial state
+                state = keep_where(reset, problem.restart, state)
             new_state, y = step(params, state, x)
             if valid is not None:
                 new_state = keep_where(valid, new_state, state)
                 y = jnp.where(per_step(valid, y), y, jnp.zeros_like(y))
             return new_state, y
 
-        time_major = (jnp.swapaxes(xs, 0, 1), None if mask is None else mask.T)
-        final_state, ys = jax.lax.scan(body, state, time_major, unroll=self.unroll)
+        time_major = (jnp.swapaxes(xs, 0, 1), None if mask is None else mask.T, None if resets is None else resets.T)
+        final_state, ys = jax.lax.scan(body, problem.state, time_major, unroll=self.unroll)
         return jnp.swapaxes(ys, 0, 1), final_state
 
 
