@@ -14,6 +14,7 @@ from jrnn._src.cells.conv_lstm import ConvLSTMCell, ConvLSTMParams, conv_lstm
 from jrnn._src.cells.elman import ElmanCell, ElmanParams, elman
 from jrnn._src.cells.exprnn import ExpRNNCell, ExpRNNParams, ExpRNNPrepared, exprnn, exprnn_optimizer, modrelu
 from jrnn._src.cells.gru import GRUCell, GRUParams, gru
+from jrnn._src.cells.hawk import HawkBlockCell, HawkBlockParams, hawk_block
 from jrnn._src.cells.indrnn import IndRNNCell, IndRNNParams, indrnn, indrnn_constraint
 from jrnn._src.cells.layer_norm import (
     LayerNormGRUCell,
@@ -23,9 +24,13 @@ from jrnn._src.cells.layer_norm import (
     layer_norm_gru,
     layer_norm_lstm,
 )
+from jrnn._src.cells.lru import LRUCell, LRUParams, lru
 from jrnn._src.cells.lstm import LSTMCell, LSTMParams, LSTMState, lstm
+from jrnn._src.cells.mamba import MambaCell, MambaParams, S6Cell, S6Params, mamba, s6
 from jrnn._src.cells.mgu import MGUCell, MGUParams, mgu
 from jrnn._src.cells.min_rnn import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams, min_gru, min_lstm
+from jrnn._src.cells.rg_lru import RGLRUCell, RGLRUParams, rg_lru
+from jrnn._src.cells.s5 import S5Cell, S5Params, s5
 from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
 from jrnn._src.contract import (
     Cell,
@@ -35,6 +40,9 @@ from jrnn._src.contract import (
     RecurrentMatrix,
     SequenceLayer,
     StateMaskable,
+    Windowed,
+    WindowInputs,
+    WindowState,
     Wrapper,
 )
 from jrnn._src.deep import Deep, deep
@@ -67,7 +75,7 @@ from jrnn._src.train import Batch, SkipNonFiniteState, TrainStep, skip_nonfinite
 __all__ = [
     # contracts and the capabilities a cell may declare
     "Cell", "SequenceLayer", "InputShaped", "Preparable", "LinearRecurrence", "StateMaskable", "RecurrentMatrix",
-    "Wrapper",
+    "Windowed", "WindowState", "WindowInputs", "Wrapper",
     # cells and their parameters and states
     "ElmanCell", "ElmanParams", "GRUCell", "GRUParams", "LSTMCell", "LSTMParams", "LSTMState", "elman", "gru",
     "lstm", "init",
@@ -77,6 +85,11 @@ __all__ = [
     "ExpRNNPrepared", "exprnn", "exprnn_optimizer", "modrelu", "MinGRUCell", "MinGRUParams", "min_gru",
     "MinLSTMCell", "MinLSTMParams", "min_lstm", "ConvLSTMCell", "ConvLSTMParams", "conv_lstm", "MGUCell",
     "MGUParams", "mgu",
+    # the modern recurrent family: diagonal linear recurrences (docs/concepts/linear-recurrences.md)
+    # (each cell module adds its names here)
+    "LRUCell", "LRUParams", "lru", "S5Cell", "S5Params", "s5",
+    "RGLRUCell", "RGLRUParams", "rg_lru", "HawkBlockCell", "HawkBlockParams", "hawk_block",
+    "MambaCell", "MambaParams", "mamba", "S6Cell", "S6Params", "s6",
     # the recurrence over time and the layers built on it
     "RNN", "scan", "reverse_sequences", "valid_mask",
     # solvers: how the recurrence over time is evaluated (docs/concepts/scan.md, parallel-in-time.md)

@@ -38,6 +38,7 @@ CAPABILITIES = {
     "linear_recurrence": jrnn.LinearRecurrence,
     "state_maskable": jrnn.StateMaskable,
     "recurrent_matrix": jrnn.RecurrentMatrix,
+    "windowed": jrnn.Windowed,
 }
 
 
@@ -63,6 +64,13 @@ ENTRIES = (
     Entry("min_lstm", lambda H, dtype: jrnn.min_lstm(H, dtype=dtype)),
     Entry("mgu", lambda H, dtype: jrnn.mgu(H, dtype=dtype)),
     Entry("conv_lstm", lambda H, dtype: jrnn.conv_lstm(H, SPATIAL, kernel_size=2, peephole=True, dtype=dtype)),
+    # The RG-LRU maps its width to itself, so its width is the contract tests' input size (F = 2), not H.
+    Entry("rg_lru", lambda H, dtype: jrnn.rg_lru(2, dtype=dtype)),
+    Entry("hawk_block", lambda H, dtype: jrnn.hawk_block(H, dtype=dtype)),  # a width-4 convolution
+    # D ⊙ x is elementwise, so y has the input's size: 2, the contract tests' input size F
+    Entry("lru", lambda H, dtype: jrnn.lru(H, 2, dtype=dtype)),
+    Entry("s5", lambda H, dtype: jrnn.s5(H, 2, clip_eigs=True, dtype=dtype)),  # Re Λ < 0: stable at any params
+    Entry("mamba", lambda H, dtype: jrnn.mamba(H, state_size=2, dtype=dtype)),  # E = 2H, state E·N = 12
 )
 NAMES = tuple(entry.name for entry in ENTRIES)
 _BY_NAME = {entry.name: entry for entry in ENTRIES}

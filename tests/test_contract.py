@@ -70,14 +70,15 @@ def _solvers(cell, state_mask=False):
     return solvers
 
 
-def _loss(cell, solver, dropout=None, key=None):
+def _loss(cell, solver, dropout=None, key=None, resets=None, reverse=True):
     """``(params, xs, s0, lengths) -> (loss, (ys, final_state, converged))``: a weighted sum of every output and
     ``sin`` of every final state entry, so that each one's gradient is distinct. A Newton solver runs through
     :func:`jrnn.newton_scan`, which says whether Newton converged (its fallback would hide it); under dropout,
-    which only :func:`jrnn.scan` takes, ``converged`` is True."""
+    which only :func:`jrnn.scan` takes, ``converged`` is True. A complex state entry adds ``sin`` of its real and of
+    its imaginary part."""
 
     def loss(params, xs, s0, lengths):
-        kwargs = dict(lengths=lengths, initial_state=s0, reverse=True)
+        kwargs = dict(lengths=lengths, initial_state=s0, reverse=reverse, resets=resets)
         converged = jnp.bool_(True)
         if isinstance(solver, Newton) and dropout is None:
             ys, final, info = jrnn.newton_scan(cell, params, xs, solver=solver, **kwargs)
@@ -85,7 +86,9 @@ def _loss(cell, solver, dropout=None, key=None):
         else:
             ys, final = jrnn.scan(cell, params, xs, solver=solver, dropout=dropout, key=key, **kwargs)
         weights = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype).reshape(ys.shape))
-        total = jnp.sum(weights * ys) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree_util.tree_leaves(final))
+        parts = [part for leaf in jax.tree_util.tree_leaves(final)  # a complex state: its real and imaginary parts
+                 for part in ((jnp.real(leaf), jnp.imag(leaf)) if jnp.iscomplexobj(leaf) else (leaf,))]
+        total = jnp.sum(weights * ys) + sum(jnp.sum(jnp.sin(part)) for part in parts)
         return total, (ys, final, converged)
 
     return loss
@@ -133,6 +136,62 @@ def test_every_solver_equals_the_sequential_scan_in_values_and_gradients(name):
                 _assert_trees_close(grads, want_grads, f"{name}: {n} gradients{what}")
     if masked:
         assert not np.allclose(dropped["sequential"][1][0], ys, atol=1e-3), "the masks must change the outputs"
+
+
+# Packed segments: row 0 restarts at steps 2 and 3 (a segment of one step), row 1 at step 1, row 2 at step 4, past
+# its (empty) length, where a reset changes nothing.
+RESETS = np.zeros((B, T), bool)
+RESETS[0, [2, 3]] = RESETS[1, 1] = RESETS[2, 4] = True
+
+
+def _segments(cell, params, xs, s0, reverse):
+    """The reference for ``resets=RESETS``: every segment scanned on its own by ``jrnn.sequential()`` without
+    resets; the one read first (the first, or backwards the last) from ``s0``, the others from the cell's
+    ``initial_state``; outputs put side by side, the final state the one read last."""
+    rows, finals = [], []
+    for b in range(B):
+        n = int(LENGTHS[b])
+        starts = [0] + [t for t in range(1, n) if RESETS[b, t]]
+        bounds = [(lo, hi) for lo, hi in zip(starts, starts[1:] + [n]) if hi > lo]
+        final = jax.tree_util.tree_map(lambda a: a[b:b + 1], s0)
+        pieces = {}
+        for i, (lo, hi) in enumerate(bounds[::-1] if reverse else bounds):
+            initial = final if i == 0 else cell.initial_state((1,), jnp.float64)
+            pieces[lo], final = jrnn.scan(cell, params, xs[b:b + 1, lo:hi], initial_state=initial, reverse=reverse,
+                                          solver=jrnn.sequential())
+        step = jax.eval_shape(lambda: jrnn.scan(cell, params, xs[:1, :1], solver=jrnn.sequential())[0])
+        padding = jnp.zeros((1, T - n) + step.shape[2:], jnp.float64)
+        rows.append(jnp.concatenate([pieces[lo] for lo in sorted(pieces)] + [padding], axis=1))
+        finals.append(final)
+    return jnp.concatenate(rows), jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *finals)
+
+
+@pytest.mark.parametrize("name", registry.NAMES)
+def test_every_solver_takes_packed_segments_equal_to_scanning_each_segment_alone(name):
+    cell, params, xs, s0 = _problem(name)
+    solvers = _solvers(cell)
+    lengths = ref.device(LENGTHS, np.int32)
+    resets = jnp.asarray(RESETS)
+
+    @jax.jit
+    def run(params, xs, s0):
+        values = {reverse: jrnn.scan(cell, params, xs, lengths=lengths, initial_state=s0, reverse=reverse,
+                                     resets=resets, solver=jrnn.sequential()) for reverse in (False, True)}
+        grads = {n: _grads(n, _loss(cell, solver, resets=resets))(params, xs, s0, lengths)
+                 for n, solver in solvers.items()}
+        return values, grads
+
+    values, grads = run(params, xs, s0)
+    for reverse in (False, True):
+        _assert_trees_close(values[reverse], _segments(cell, params, xs, s0, reverse),
+                            f"{name}: resets (reverse={reverse}) against each segment alone")
+    want_grads, (want_ys, want_final, _) = grads["sequential"]
+    _assert_trees_close((want_ys, want_final), values[True], f"{name}: the loss's scan")
+    for n, (got, (ys, final, converged)) in grads.items():
+        assert bool(converged) or n == "elk", f"{name}: {n} did not converge with resets"
+        _assert_trees_close((ys, final), (want_ys, want_final), f"{name}: {n} values with resets")
+        if got is not None:
+            _assert_trees_close(got, want_grads, f"{name}: {n} gradients with resets")
 
 
 def _grads(solver_name, loss):

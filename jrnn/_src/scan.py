@@ -242,7 +242,8 @@ def is_network(cell: Any) -> bool:
 
 
 def _network_scan(network: Any, params: Any, xs: jax.Array, lengths: jax.Array | None, state: Any,
-                  reverse: bool, key: jax.Array | None = None, resets: jax.Array | None = None) -> tuple[jax.Array, Any]:
+                  reverse: bool, key: jax.Array | None = None,
+                  resets: jax.Array | None = None) -> tuple[jax.Array, Any]:
     """A network's scan through its own ``apply``; reversed, between two length-aware reversals."""
     if resets is not None and lengths is not None:
         resets = resets & valid_mask(lengths, *resets.shape)

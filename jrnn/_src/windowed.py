@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jrnn._src.contract import LinearRecurrence, WindowInputs, Windowed, WindowState
+from jrnn._src.contract import LinearRecurrence, Windowed, WindowInputs, WindowState
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,6 +85,30 @@ class TorchRNN:
         return tuple(states)
 
 
+@dataclasses.dataclass(frozen=True)
+class TorchConverter:
+    """How :func:`from_torch` and :func:`to_torch` convert one more kind of module (transformers' recurrent
+    blocks), registered by the module's class name so that its package need not be imported.
+
+    Attributes:
+      from_torch: ``module -> (fn, params)``.
+      params_type: the jrnn parameter type :func:`to_torch` recognises.
+      to_torch: ``params -> {name: torch.Tensor}``, the module's ``state_dict``.
+    """
+
+    from_torch: Any
+    params_type: type
+    to_torch: Any
+
+
+_CONVERTERS: dict[str, TorchConverter] = {}
+
+
+def register_torch_converter(class_name: str, converter: TorchConverter) -> None:
+    """Adds a converter for modules whose class is named ``class_name`` (see :class:`TorchConverter`)."""
+    _CONVERTERS[class_name] = converter
+
+
 def from_torch(module: Any) -> tuple[TorchRNN, tuple]:
     """Converts a ``torch.nn.RNN`` (tanh or relu), ``torch.nn.LSTM`` (with ``proj_size``) or ``torch.nn.GRU``.
 
@@ -108,6 +132,9 @@ def from_torch(module: Any) -> tuple[TorchRNN, tuple]:
     """
     torch = require("torch", "torch", "jrnn.from_torch / jrnn.to_torch")
 
+    converter = _CONVERTERS.get(type(module).__name__)
+    if converter is not None:
+        return converter.from_torch(module)
     if isinstance(module, torch.nn.LSTM):
         param_type = LSTMParams
         cell = lstm(module.hidden_size, proj_size=module.proj_size, bias=module.bias, forget_bias=0.0)
@@ -119,8 +146,8 @@ def from_torch(module: Any) -> tuple[TorchRNN, tuple]:
         param_type = ElmanParams
         cell = elman(module.hidden_size, activations[module.nonlinearity], bias=module.bias)
     else:
-        raise TypeError(f"jrnn.from_torch: expected a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, "
-                        f"got {type(module).__name__}")
+        raise TypeError(f"jrnn.from_torch: expected a torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU or one of "
+                        f"{sorted(_CONVERTERS)}, got {type(module).__name__}")
     num_directions = 2 if module.bidirectional else 1
     layer = bidirectional(cell) if num_directions == 2 else cell
     network = deep([layer] * module.num_layers, dropout=module.dropout)
@@ -150,6 +177,9 @@ def to_torch(params: Any) -> dict:
     """
     torch = require("torch", "torch", "jrnn.from_torch / jrnn.to_torch")
 
+    for converter in _CONVERTERS.values():
+        if isinstance(params, converter.params_type):
+            return converter.to_torch(params)
     layers = params if isinstance(params, (tuple, list)) and not _is_cell_params(params) else (params,)
     out = {}
     for l, layer in enumerate(layers):
@@ -173,3 +203,7 @@ def to_torch(params: Any) -> dict:
 
 def _is_cell_params(p: Any) -> bool:
     return isinstance(p, (ElmanParams, LSTMParams, GRUParams))
+
+
+# transformers' recurrent blocks register their converters (register_torch_converter) on import
+from jrnn._src.interop import torch_mamba, torch_recurrentgemma  # noqa: E402, F401
