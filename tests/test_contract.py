@@ -153,7 +153,7 @@ def _segments(cell, params, xs, s0, reverse):
         n = int(LENGTHS[b])
         starts = [0] + [t for t in range(1, n) if RESETS[b, t]]
         bounds = [(lo, hi) for lo, hi in zip(starts, starts[1:] + [n]) if hi > lo]
-        final = jax.tree_util.tree_map(lambda a: a[b:b + 1], s0)
+        final = jax.tree_util.tree_map(lambda a, b=b: a[b:b + 1], s0)
         pieces = {}
         for i, (lo, hi) in enumerate(bounds[::-1] if reverse else bounds):
             initial = final if i == 0 else cell.initial_state((1,), jnp.float64)
