@@ -68,7 +68,7 @@ from jrnn._src.solvers.fused import fused, register_fused_kernel
 from jrnn._src.solvers.kernels import Kernel as FusedKernel
 from jrnn._src.solvers.newton import NewtonInfo, deer, elk, quasi_deer
 from jrnn._src.solvers.sequential import sequential
-from jrnn._src.streams import bits_per_token, stream_windows
+from jrnn._src.streams import bits_per_token, pack_documents, stream_windows
 from jrnn._src.tbptt import TruncatedBPTT, truncated_bptt
 from jrnn._src.train import Batch, SkipNonFiniteState, TrainStep, skip_nonfinite, supervised_loss, train_step
 
@@ -106,7 +106,7 @@ __all__ = [
     "TruncatedBPTT", "truncated_bptt", "checkpointed_scan",
     # language models and generation
     "LanguageModel", "LanguageModelParams", "language_model", "generate", "sample_logits", "stream_windows",
-    "bits_per_token",
+    "pack_documents", "bits_per_token",
     # gradient-flow diagnostics
     "StateJacobians", "elman_bound", "gradient_report", "plot_gradient_flow", "state_jacobians", "step_grad_norms",
     # checkpoints

@@ -71,6 +71,54 @@ def stream_windows(tokens: Any, num_streams: int, window: int) -> tuple[np.ndarr
     return cut(0), cut(1)
 
 
+def pack_documents(documents: Any, num_streams: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`stream_windows` over documents packed end to end, with where each one starts:
+    ``inputs, targets, resets``, each ``[N, S, W]``.
+
+    The documents are concatenated into one stream and cut exactly as :func:`stream_windows` cuts it;
+    ``resets[i, s, t]`` is True where ``inputs[i, s, t]`` is a document's first token (but the stream's first).
+    Pass them on, ``model.apply(params, inputs[i], initial_state=state, resets=resets[i])`` or
+    ``jrnn.Batch(inputs[i], targets[i], initial_state=state, resets=resets[i])``: at a reset the network's state is
+    its zero initial state again, so no document reads another's context, while the state carried from the previous
+    window still continues the document that window ended in. The target of a document's last token is the next
+    document's first; end each document with an end-of-document token to make that prediction a learnable one.
+
+    Args:
+      documents: a sequence of 1-D integer arrays (each at least one token).
+      num_streams: ``S``, the batch size.
+      window: ``W``, the steps per window.
+
+    Returns:
+      ``(inputs, targets, resets)``: NumPy arrays ``[N, S, W]`` (tokens' dtype, and bool).
+
+    Example:
+      >>> import numpy as np, jrnn
+      >>> docs = [np.array([1, 2, 3]), np.array([4, 5]), np.array([6, 7, 8, 9])]
+      >>> inputs, targets, resets = jrnn.pack_documents(docs, num_streams=1, window=4)
+      >>> inputs[0].tolist(), resets[0].astype(int).tolist()
+      ([[1, 2, 3, 4]], [[0, 0, 0, 1]])
+      >>> inputs[1].tolist(), resets[1].astype(int).tolist()
+      ([[5, 6, 7, 8]], [[0, 1, 0, 0]])
+    """
+    where = "jrnn.pack_documents"
+    if isinstance(documents, np.ndarray | jax.Array) or not hasattr(documents, "__len__") or len(documents) == 0:
+        raise ValueError(f"{where}: expected documents to be a non-empty sequence of 1-D integer arrays, got "
+                         f"{type(documents).__name__}")
+    arrays = []
+    for i, document in enumerate(documents):
+        array = np.asarray(document)
+        if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"{where}: expected document {i} to be a non-empty 1-D integer array, got shape "
+                             f"{array.shape} and dtype {array.dtype}")
+        arrays.append(array)
+    tokens = np.concatenate(arrays)
+    starts = np.zeros(tokens.size, np.int8)
+    starts[np.cumsum([a.size for a in arrays[:-1]], dtype=np.int64)] = 1
+    inputs, targets = stream_windows(tokens, num_streams, window)
+    resets, _ = stream_windows(starts, num_streams, window)
+    return inputs, targets, resets.astype(bool)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _stream_nll(model: Any, params: Any, inputs: jax.Array, targets: jax.Array,
                 lengths: jax.Array) -> jax.Array:

@@ -30,12 +30,15 @@ class Batch(NamedTuple):
       lengths: optional ``[B]`` integer valid lengths; steps ``t >= lengths[b]`` are padding.
       initial_state: optional initial state of the model (for instance the stopped final state of the previous
         chunk, in on-line truncated BPTT); None for the model's zero state.
+      resets: optional ``[B, T]`` bool, where packed sequences start (:func:`jrnn.scan`,
+        :func:`jrnn.pack_documents`); passed to ``apply`` only when given.
     """
 
     xs: jax.Array
     targets: jax.Array
     lengths: jax.Array | None = None
     initial_state: Any = None
+    resets: jax.Array | None = None
 
 
 def supervised_loss(apply: Callable[..., tuple[jax.Array, Any]],
@@ -73,7 +76,9 @@ def supervised_loss(apply: Callable[..., tuple[jax.Array, Any]],
         if not isinstance(batch, Batch):
             raise TypeError(f"jrnn.supervised_loss: expected batch to be a jrnn.Batch(xs, targets, lengths, "
                             f"initial_state), got {type(batch).__name__}")
-        ys, final_state = apply(params, batch.xs, lengths=batch.lengths, initial_state=batch.initial_state, key=key)
+        options = {} if batch.resets is None else {"resets": batch.resets}
+        ys, final_state = apply(params, batch.xs, lengths=batch.lengths, initial_state=batch.initial_state, key=key,
+                                **options)
         if last_step:
             value = loss(losses.last_valid(ys, batch.lengths), batch.targets, None)
         else:
