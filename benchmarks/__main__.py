@@ -5,7 +5,9 @@ Times jrnn against PyTorch, Flax and Equinox on the CPU, forward and forward+bac
 
 ``python -m benchmarks parallel [options]`` runs ``benchmarks/parallel.py`` instead: jrnn's parallel-in-time
 solvers (DEER, quasi-DEER, ELK) against its sequential scan (``python -m benchmarks parallel --help``);
-``python -m benchmarks stability`` runs ``benchmarks/stability.py``: where DEER overflows, whether ELK converges.
+``python -m benchmarks stability`` runs ``benchmarks/stability.py``: where DEER overflows, whether ELK converges;
+``python -m benchmarks linear`` runs ``benchmarks/linear.py``: the diagonal linear-recurrence cells (Mamba, Hawk,
+LRU, S5, minGRU) as a step loop, with the sequential and the associative solver, and against transformers' modules.
 
 Method: one worker process per framework (``benchmarks/worker.py``). For each configuration every implementation
 is compiled and warmed up, then ``reps`` rounds run; a round times one call of every (implementation, mode) pair
@@ -138,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import stability
 
         return stability.main(given[1:])
+    if given[:1] == ["linear"]:
+        from benchmarks import linear
+
+        return linear.main(given[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="LSTM and GRU on two shapes, fewer rounds")

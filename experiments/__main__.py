@@ -17,7 +17,8 @@ import time
 
 from experiments import _common
 
-SHOWCASE: tuple[str, ...] = ("vanishing", "adding", "copy", "clipping", "fill_blank", "digits", "char_lm")
+SHOWCASE: tuple[str, ...] = ("vanishing", "adding", "copy", "clipping", "fill_blank", "digits", "char_lm",
+                              "selective_copy", "induction_heads")
 OTHERS: tuple[str, ...] = ("flax_classifier",)
 
 

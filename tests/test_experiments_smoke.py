@@ -23,6 +23,10 @@ TINY = {
                     lr={"tanh-rnn": 1e-2, "lstm": 1e-2}, max_norm=5.0, evals=2, valid_chars=300, eval_streams=2,
                     test_streams=2, prompt="def ", sample_chars=5, temperatures=(0.5, 1.0), sample_models=("lstm",),
                     limit=2000),
+    "selective_copy": dict(L=6, M=3, d_model=4, layers=1, batch=4, steps=2, lr=1e-2, warmup=1, test=8,
+                           models=("lstm", "lru"), options={"lru": {"state": 2}}),
+    "induction_heads": dict(train_length=8, d_model=4, layers=1, batch=4, steps=2, lr=1e-2, warmup=1,
+                            test_lengths=(8, 16), test=4, eval_batch=4, chunk=8, models=("lstm", "lru"), options={}),
 }
 
 # The documented keys of each experiment's rows (README and issue 4).
@@ -34,6 +38,8 @@ ROW_KEYS = {
     "fill_blank": {"model", "accuracy"},
     "digits": {"model", "layers", "accuracy"},
     "char_lm": {"model", "test_bpc", "params"},
+    "selective_copy": {"model", "T", "accuracy"},
+    "induction_heads": {"model", "train_length", "at_longest", "by_length"},
 }
 
 
