@@ -1,9 +1,11 @@
 """``python -m benchmarks linear [--quick] [--cells mamba,hawk,lru,s5,min_gru] [--shapes 8x256x64,8x1024x64]
 [--reps 5] [--no-torch] [--torch-seconds 5] [--out MD] [--json JSON]``
 
-The diagonal linear-recurrence cells three ways, on the CPU in float32: ``step``, a ``jax.lax.scan`` over
+The diagonal linear-recurrence cells four ways, on the CPU in float32: ``step``, a ``jax.lax.scan`` over
 ``cell.step`` written here (the plain loop, no solver); ``sequential``, ``jrnn.scan(..., solver=jrnn.sequential())``;
-``associative``, ``jrnn.scan(..., solver=jrnn.associative())`` (``O(log T)`` depth). Against transformers' PyTorch
+``associative``, ``jrnn.scan(..., solver=jrnn.associative())`` (the tree, ``O(log T)`` depth); ``loop``,
+``jrnn.scan(..., solver=jrnn.associative(method="loop"))`` (the coefficients for the whole sequence, then a
+``jax.lax.scan`` of one multiply-add per step). Against transformers' PyTorch
 modules where there is one: ``MambaMixer`` (its slow CPU path, no ``mamba_ssm`` kernels) for ``mamba`` and
 ``RecurrentGemmaRecurrentBlock`` (called with ``position_ids = arange(T)``, no cache) for ``hawk``.
 
@@ -13,7 +15,7 @@ Cells, at a shape ``BxTxD`` (D the model width, which is also the input size): `
 ``jax.jit(jax.grad(sum(ys)))`` with respect to the parameters and the inputs (PyTorch: ``forward`` under
 ``torch.no_grad()``, and ``forward`` then ``ys.sum().backward()`` with the input requiring a gradient).
 
-Method: for each (cell, shape, mode) the three forms are compiled and run once to warm up; then ``reps`` rounds each
+Method: for each (cell, shape, mode) the four forms are compiled and run once to warm up; then ``reps`` rounds each
 time one call of every form, in an order rotated from round to round, so that all see the same machine load; the
 median is reported. PyTorch runs afterwards in a process of its own (``python -m benchmarks.linear --torch-worker``,
 as ``benchmarks/worker.py``: PyTorch's OpenMP threads and XLA's thread pool never share a process), warmed up, then
@@ -21,8 +23,8 @@ as ``benchmarks/worker.py``: PyTorch's OpenMP threads and XLA's thread pool neve
 warm-up call alone where it took longer than that (``MambaMixer``'s slow path takes many seconds per fwd+bwd call at
 T = 1024; the JSON keeps each count, ``warm_up_only`` marking the latter). The ratio
 is PyTorch's fwd+bwd median over the fastest jrnn form's (above 1: jrnn is faster). Each cell's line says which of
-``sequential`` and ``associative`` measured faster here (forward and forward+backward), the question of which
-solver :func:`jrnn.auto` should take on a CPU.
+the solvers (``sequential``, ``associative``, ``loop``) measured fastest here, forward and forward+backward, next to
+the one :func:`jrnn.auto` takes for the cell on this backend: the question of which solver it should take.
 
 Writes a Markdown section (``--out``, also printed) and the rows as JSON (``--json``).
 """
@@ -42,9 +44,10 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-HEADER = "## Diagonal linear recurrences: step loop, sequential and associative solvers, PyTorch"
+HEADER = "## Diagonal linear recurrences: step loop, sequential and associative solvers (tree and loop), PyTorch"
 CELLS = ("mamba", "hawk", "lru", "s5", "min_gru")
-FORMS = ("step", "sequential", "associative")
+FORMS = ("step", "sequential", "associative", "loop")
+SOLVERS = ("sequential", "associative", "loop")  # the forms jrnn.auto chooses among
 MODES = ("fwd", "fwdbwd")
 SHAPES = ((8, 256, 64), (8, 1024, 64))
 QUICK_SHAPES = ((2, 64, 16),)
@@ -84,8 +87,22 @@ def ys_fn(cell, form: str):
             _, ys = jax.lax.scan(lambda s, xt: cell.step(p, s, xt), state, jnp.swapaxes(x, 0, 1))
             return jnp.swapaxes(ys, 0, 1)
         return run
-    solver = {"sequential": jrnn.sequential(), "associative": jrnn.associative()}[form]
-    return lambda p, x: jrnn.scan(cell, p, x, solver=solver)[0]
+    return lambda p, x: jrnn.scan(cell, p, x, solver=solver_of(form))[0]
+
+
+def solver_of(form: str):
+    import jrnn
+
+    return {"sequential": jrnn.sequential(), "associative": jrnn.associative(),
+            "loop": jrnn.associative(method="loop")}[form]
+
+
+def auto_form(name: str) -> str:
+    """The form :func:`jrnn.auto` takes for the cell on this backend."""
+    import jrnn
+
+    chosen = jrnn.auto().choose(make_cell(name, 8))
+    return next(form for form in SOLVERS if solver_of(form) == chosen)
 
 
 def build(cell, form: str, mode: str, params, xs):
@@ -238,8 +255,9 @@ def _ms(v) -> str:
 
 
 def summarise(doc: dict) -> None:
-    """Adds ``table`` (one entry per cell, shape and form, torch as a form of its own) and ``faster`` (per cell:
-    which of sequential and associative had the smaller median, per shape and mode) to ``doc``."""
+    """Adds ``table`` (one entry per cell, shape and form, torch as a form of its own), ``faster`` (per cell: which
+    solver form had the smallest median, per shape and mode) and ``auto`` (per cell: the form :func:`jrnn.auto`
+    takes) to ``doc``."""
     rows, torch_rows = doc["rows"], doc["torch"]
     table, faster = [], {}
     keys = list(dict.fromkeys((r["cell"], r["B"], r["T"], r["D"]) for r in rows))
@@ -260,20 +278,18 @@ def summarise(doc: dict) -> None:
                              ratio_fwd=tr["fwd"]["median_ms"] / best_fwd)
             table.append(entry)
         for mode in MODES:
-            seq, assoc = by[("sequential", mode)]["median_ms"], by[("associative", mode)]["median_ms"]
-            faster.setdefault(cell, []).append(dict(shape=f"{B}x{T}x{D}", mode=mode, sequential_ms=seq,
-                                                    associative_ms=assoc,
-                                                    faster="sequential" if seq <= assoc else "associative"))
+            ms = {form: by[(form, mode)]["median_ms"] for form in SOLVERS}
+            faster.setdefault(cell, []).append(dict(shape=f"{B}x{T}x{D}", mode=mode, ms=ms,
+                                                    faster=min(SOLVERS, key=ms.__getitem__)))
     doc["table"], doc["faster"] = table, faster
+    doc["auto"] = {cell: auto_form(cell) for cell in faster}
 
 
 def verdict(cases: list[dict]) -> str:
-    wins = {w: sum(c["faster"] == w for c in cases) for w in ("sequential", "associative")}
-    if wins["associative"] == 0:
-        return "sequential"
-    if wins["sequential"] == 0:
-        return "associative"
-    return "mixed"
+    """``"loop fastest in 3 of 4"``: the form fastest in the most cases (ties: the first in ``SOLVERS``)."""
+    wins = {form: sum(c["faster"] == form for c in cases) for form in SOLVERS}
+    best = max(SOLVERS, key=wins.__getitem__)
+    return f"{best} fastest in {wins[best]} of {len(cases)}"
 
 
 def markdown(doc: dict) -> str:
@@ -284,7 +300,8 @@ def markdown(doc: dict) -> str:
            f"{doc['seconds']:g} s in all. float32; shape BxTxD (D the model width and input size); median of "
            f"{s['reps']} interleaved rounds (ms; PyTorch's calls stop after ~{s['torch_seconds']:g} s; "
            f"slower ones are their warm-up call alone). `step`: `jax.lax.scan` over `cell.step`; `sequential` / "
-           f"`associative`: `jrnn.scan` with that solver; `torch`: transformers' module (slow CPU path), fwd under "
+           f"`associative` (the tree) / `loop` (`jrnn.associative(method=\"loop\")`): `jrnn.scan` with that "
+           f"solver; `torch`: transformers' module (slow CPU path), fwd under "
            f"`no_grad`. torch ms is PyTorch's fwd+bwd; ratio = torch fwd+bwd / the fastest jrnn form's fwd+bwd "
            f"(above 1: jrnn is faster).", "",
            "| cell | shape | form | fwd ms | fwd+bwd ms | torch ms | ratio torch/jrnn-best |",
@@ -296,11 +313,12 @@ def markdown(doc: dict) -> str:
         ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}"
         out.append(f"| {t['cell']} | {t['shape']} | {t['form']} | {_ms(t['fwd_ms'])} | {_ms(t['fwdbwd_ms'])} | "
                    f"{_ms(t['torch_ms'])} | {ratio} |")
-    out += ["", "Sequential or associative on this CPU (smaller median; fwd and fwd+bwd per shape):", ""]
+    out += ["", f"The fastest solver on this {m.get('backend', 'cpu')} (smallest median; fwd and fwd+bwd per shape; "
+                f"ms for sequential / associative / loop) and the one `jrnn.auto` takes:", ""]
     for cell, cases in doc["faster"].items():
-        detail = "; ".join(f"{c['shape']} {c['mode']} {c['faster']} ({_ms(c['sequential_ms'])} vs "
-                           f"{_ms(c['associative_ms'])} ms)" for c in cases)
-        out.append(f"- {cell}: {verdict(cases)} faster — {detail}")
+        detail = "; ".join(f"{c['shape']} {c['mode']} {c['faster']} ("
+                           + " / ".join(_ms(c["ms"][f]) for f in SOLVERS) + ")" for c in cases)
+        out.append(f"- {cell}: {verdict(cases)}; jrnn.auto takes {doc['auto'][cell]} — {detail}")
     return "\n".join(out)
 
 
@@ -348,7 +366,8 @@ def machine() -> dict:
                               if line.startswith("model name")), "")
         except OSError:
             processor = ""
-    info = dict(processor=processor, cpus=os.cpu_count(), jax=jax.__version__, platform=platform.platform(),
+    info = dict(processor=processor, cpus=os.cpu_count(), jax=jax.__version__, backend=jax.default_backend(),
+                platform=platform.platform(),
                 loadavg_1min=os.getloadavg()[0])
     for name in ("torch", "transformers"):  # versions only, without importing them here
         try:

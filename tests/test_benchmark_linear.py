@@ -1,5 +1,5 @@
 """``python -m benchmarks linear`` at its smallest (jrnn only, in this process; PyTorch is not run): it writes the
-table and the per-cell verdicts it documents, and the three forms (step loop, sequential, associative) agree, forward
+table and the per-cell verdicts it documents, and the four forms (step loop, sequential, associative tree and loop) agree, forward
 and every gradient, to 1e-4 in float32. Nothing about speed is checked."""
 
 import json
@@ -30,12 +30,14 @@ def test_smallest_run_writes_the_table_and_the_forms_agree(tmp_path):
     for cases in doc["faster"].values():
         assert [c["mode"] for c in cases] == list(linear.MODES)
         for c in cases:
-            assert c["faster"] == ("sequential" if c["sequential_ms"] <= c["associative_ms"] else "associative")
+            assert set(c["ms"]) == set(linear.SOLVERS) and c["ms"][c["faster"]] == min(c["ms"].values())
+    assert doc["auto"] == {"mamba": "sequential", "hawk": "loop", "lru": "loop", "s5": "loop", "min_gru": "loop"}
     md = out_md.read_text()
     assert linear.HEADER in md
     assert "| cell | shape | form | fwd ms | fwd+bwd ms | torch ms | ratio torch/jrnn-best |" in md
     for cell in linear.CELLS:
-        assert f"| {cell} | {B}x{T}x{D} | associative |" in md and f"- {cell}: " in md
+        assert f"| {cell} | {B}x{T}x{D} | loop |" in md
+        assert f"- {cell}: " in md and f"jrnn.auto takes {doc['auto'][cell]}" in md
 
 
 def test_forms_agree_to_1e_4_recomputed_here():
@@ -47,6 +49,6 @@ def test_forms_agree_to_1e_4_recomputed_here():
     for form in linear.FORMS:
         f = linear.ys_fn(cell, form)
         got[form] = (f(params, xs), jax.grad(lambda p, x, f=f: jnp.sum(f(p, x)), argnums=(0, 1))(params, xs))
-    for form in ("sequential", "associative"):
+    for form in linear.SOLVERS:
         for a, b in zip(jax.tree.leaves(got[form]), jax.tree.leaves(got["step"])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)

@@ -61,6 +61,7 @@ def _solvers(cell, state_mask=False):
         solvers["fused"] = jrnn.fused(unroll=4)  # T = 6: a remainder step after the unrolled loop
     if "linear_recurrence" in capabilities and not state_mask:
         solvers["associative"] = jrnn.associative()
+        solvers["associative_loop"] = jrnn.associative(method="loop")
     chosen = jrnn.auto().choose(cell, state_mask=state_mask)
     if chosen not in solvers.values():
         solvers["auto"] = jrnn.auto()

@@ -124,10 +124,18 @@ class LinearRecurrence(abc.ABC):
         (Feng et al. 2024's form for minGRU and minLSTM).
       parallel: None: :func:`jrnn.auto` decides by backend. True or False is what the deprecated
         ``min_gru(parallel=...)`` sets; pass ``solver=jrnn.associative()`` or ``jrnn.sequential()`` instead.
+      expands: True when the coefficients are many times larger than a step's input and output (Mamba: ``E``
+        channels in, ``E·N`` coefficients): built for the whole sequence they move ``N`` times the data that a
+        step loop keeps in cache, so on a CPU :func:`jrnn.auto` steps such a cell (:func:`jrnn.sequential`)
+        instead of building them (``python -m benchmarks linear`` measures both).
+
+    ``coefficients`` and ``readout`` are pointwise in time: step ``t``'s values read step ``t`` alone, so they
+    take any two leading axes (``jrnn.associative(method="loop")`` calls them time-major, ``[T, B, ...]``).
     """
 
     log_space: bool = False
     parallel: bool | None = None
+    expands: bool = False
 
     @abc.abstractmethod
     def coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:

@@ -66,6 +66,10 @@ class LinearInnerCell(InnerCell, LinearRecurrence):
     def parallel(self) -> bool | None:  # type: ignore[override]
         return self.cell.parallel
 
+    @property
+    def expands(self) -> bool:  # type: ignore[override]
+        return self.cell.expands
+
     def coefficients(self, params: Any, packed: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.cell.coefficients(params, self.unpack(packed))
 

@@ -34,8 +34,10 @@ def test_auto_takes_the_fused_kernel_for_the_registered_cells_and_the_loop_for_t
     assert jax.default_backend() == "cpu"
     for cell in (jrnn.elman(H), jrnn.lstm(H), jrnn.gru(H)):
         assert jrnn.auto().choose(cell) == jrnn.fused()
-    for cell in (jrnn.indrnn(H), jrnn.mgu(H), jrnn.exprnn(H), jrnn.min_gru(H), jrnn.min_lstm(H)):
+    for cell in (jrnn.indrnn(H), jrnn.mgu(H), jrnn.exprnn(H), jrnn.mamba(H), jrnn.s6(H)):
         assert jrnn.auto().choose(cell) == jrnn.sequential()
+    for cell in (jrnn.min_gru(H), jrnn.min_lstm(H), jrnn.lru(H, 2), jrnn.s5(H, 2), jrnn.rg_lru(H), jrnn.hawk_block(H)):
+        assert jrnn.auto().choose(cell) == jrnn.associative(method="loop")
     # state dropout never goes to the associative solver, whatever the backend
     with pytest.warns(DeprecationWarning):
         eager = jrnn.min_gru(H, parallel=True)

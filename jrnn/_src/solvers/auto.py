@@ -27,8 +27,12 @@ class Auto(Solver):
             return Fused(None, self.unroll)
         if isinstance(cell, LinearRecurrence) and not state_mask:
             preferred = cell.parallel  # None, or the deprecated min_gru(parallel=...)
-            if jax.default_backend() != "cpu" if preferred is None else preferred:
+            if preferred is not None:
+                return Associative() if preferred else Sequential(self.unroll)
+            if jax.default_backend() != "cpu":
                 return Associative()
+            if not cell.expands:
+                return Associative("loop")
         return Sequential(self.unroll)
 
     def check(self, cell: Any, where: str, *, state_mask: bool = False) -> None:
@@ -49,8 +53,11 @@ def auto() -> Auto:
        layer by layer, each layer with its own solver;
     2. a cell with a registered fused kernel (:func:`jrnn.elman`, :func:`jrnn.lstm`, :func:`jrnn.gru`, or one of
        yours, :func:`jrnn.register_fused_kernel`): :func:`jrnn.fused`;
-    3. a :class:`jrnn.LinearRecurrence` cell (:func:`jrnn.min_gru`, :func:`jrnn.min_lstm`) without state dropout:
-       :func:`jrnn.associative` on a GPU or TPU backend; on a CPU, where the loop measured faster, rule 4;
+    3. a :class:`jrnn.LinearRecurrence` cell (:func:`jrnn.min_gru`, :func:`jrnn.lru`, :func:`jrnn.s5`,
+       :func:`jrnn.rg_lru`, :func:`jrnn.hawk_block`, :func:`jrnn.mamba`, ...) without state dropout:
+       :func:`jrnn.associative` on a GPU or TPU backend; on a CPU ``jrnn.associative(method="loop")``, which
+       measured fastest there, except for a cell whose coefficients expand its inputs (``expands``:
+       :func:`jrnn.mamba`, :func:`jrnn.s6`), which rule 4 steps, as measured faster;
     4. every other cell: :func:`jrnn.sequential`.
 
     The Newton solvers (:func:`jrnn.deer`, :func:`jrnn.quasi_deer`, :func:`jrnn.elk`) are never chosen: they trade
@@ -60,5 +67,7 @@ def auto() -> Auto:
       >>> import jrnn
       >>> jrnn.auto().choose(jrnn.lstm(8)), jrnn.auto().choose(jrnn.indrnn(8))
       (Fused(matmul_dtype=None, unroll=1), Sequential(unroll=1))
+      >>> jrnn.auto().choose(jrnn.lru(8, 4))   # on a CPU
+      Associative(method='loop')
     """
     return Auto()

@@ -77,14 +77,17 @@ class Solver(abc.ABC):
         """``(ys [B, T, output_size], final_state)`` of ``problem``."""
 
 
-def last_valid(states: jax.Array, problem: Problem) -> jax.Array:
-    """Each sequence's state after its last valid step, from every step's state ``[B, T, ...]`` (the prefix never
-    depends on later steps), or the initial state for an empty sequence."""
+def last_valid(states: jax.Array, problem: Problem, time_axis: int = 1) -> jax.Array:
+    """Each sequence's state after its last valid step, from every step's state ``[B, T, ...]`` (``[T, B, ...]``
+    with ``time_axis=0``; the prefix never depends on later steps), or the initial state for an empty sequence."""
     if problem.lengths is None:
-        return states[:, -1]
-    n = jnp.clip(problem.lengths, 0, states.shape[1])
-    index = jnp.maximum(n - 1, 0).reshape((-1,) + (1,) * (states.ndim - 1))
-    last = jnp.take_along_axis(states, index, axis=1)[:, 0]
+        return jnp.take(states, -1, axis=time_axis)
+    n = jnp.clip(problem.lengths, 0, states.shape[time_axis])
+    index = jnp.maximum(n - 1, 0)
+    if time_axis == 0:
+        last = states[index, jnp.arange(states.shape[1])]
+    else:
+        last = jnp.take_along_axis(states, index.reshape((-1,) + (1,) * (states.ndim - 1)), axis=1)[:, 0]
     return jnp.where((n > 0).reshape((-1,) + (1,) * (last.ndim - 1)), last, problem.state.astype(last.dtype))
 
 
