@@ -1,6 +1,6 @@
 """``python -m benchmarks linear`` at its smallest (jrnn only, in this process; PyTorch is not run): it writes the
-table and the per-cell verdicts it documents, and the four forms (step loop, sequential, associative tree and loop) agree, forward
-and every gradient, to 1e-4 in float32. Nothing about speed is checked."""
+table and the per-cell verdicts it documents, and the four forms (step loop, sequential, associative tree and
+loop) agree, forward and every gradient, to 1e-4 in float32. Nothing about speed is checked."""
 
 import json
 
