@@ -61,15 +61,20 @@ def _primitives(jaxpr):
     return names
 
 
-@pytest.mark.parametrize("solver, loops", [(jrnn.associative(), False), (jrnn.sequential(), True),
-                                           (jrnn.auto(), jax.default_backend() == "cpu")])
-def test_the_solver_chooses_the_path(solver, loops):
+ON_CPU = jax.default_backend() == "cpu"
+
+
+@pytest.mark.parametrize("solver, loops, steps", [(jrnn.associative(), False, False),
+                                                  (jrnn.associative(method="loop"), True, False),
+                                                  (jrnn.sequential(), True, True),
+                                                  (jrnn.auto(), ON_CPU, False)])  # on a CPU: the loop form
+def test_the_solver_chooses_the_path(solver, loops, steps):
     cell = jrnn.min_lstm(H)
     params = jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0))
     xs = jax.ShapeDtypeStruct((B, T, I), jnp.float32)
     names = _primitives(jax.make_jaxpr(lambda p, x: jrnn.scan(cell, p, x, solver=solver))(params, xs).jaxpr)
     assert ("scan" in names) == loops
-    assert ("logistic" in names) == loops  # the loop computes σ; the parallel path only its log form
+    assert ("logistic" in names) == steps  # stepping computes σ; the coefficients only its log form
 
 
 def test_parallel_path_stays_accurate_in_float32_over_a_long_sequence():
