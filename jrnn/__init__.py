@@ -13,6 +13,7 @@ from jrnn._src.bidirectional import Bidirectional, BidirectionalParams, Bidirect
 from jrnn._src.cells.conv_lstm import ConvLSTMCell, ConvLSTMParams, conv_lstm
 from jrnn._src.cells.elman import ElmanCell, ElmanParams, elman
 from jrnn._src.cells.exprnn import ExpRNNCell, ExpRNNParams, ExpRNNPrepared, exprnn, exprnn_optimizer, modrelu
+from jrnn._src.cells.gated_delta_net import GatedDeltaNetCell, GatedDeltaNetParams, gated_delta_net
 from jrnn._src.cells.gru import GRUCell, GRUParams, gru
 from jrnn._src.cells.hawk import HawkBlockCell, HawkBlockParams, hawk_block
 from jrnn._src.cells.indrnn import IndRNNCell, IndRNNParams, indrnn, indrnn_constraint
@@ -27,10 +28,21 @@ from jrnn._src.cells.layer_norm import (
 from jrnn._src.cells.lru import LRUCell, LRUParams, lru
 from jrnn._src.cells.lstm import LSTMCell, LSTMParams, LSTMState, lstm
 from jrnn._src.cells.mamba import MambaCell, MambaParams, S6Cell, S6Params, mamba, s6
+from jrnn._src.cells.mamba2 import Mamba2Cell, Mamba2Params, mamba2
 from jrnn._src.cells.mgu import MGUCell, MGUParams, mgu
 from jrnn._src.cells.min_rnn import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams, min_gru, min_lstm
+from jrnn._src.cells.mlstm import (
+    MLSTMBlockCell,
+    MLSTMBlockParams,
+    MLSTMCell,
+    MLSTMParams,
+    MLSTMState,
+    mlstm,
+    mlstm_block,
+)
 from jrnn._src.cells.rg_lru import RGLRUCell, RGLRUParams, rg_lru
 from jrnn._src.cells.s5 import S5Cell, S5Params, s5
+from jrnn._src.cells.slstm import SLSTMCell, SLSTMParams, SLSTMState, slstm
 from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
 from jrnn._src.contract import (
     Cell,
@@ -90,6 +102,10 @@ __all__ = [
     "LRUCell", "LRUParams", "lru", "S5Cell", "S5Params", "s5",
     "RGLRUCell", "RGLRUParams", "rg_lru", "HawkBlockCell", "HawkBlockParams", "hawk_block",
     "MambaCell", "MambaParams", "mamba", "S6Cell", "S6Params", "s6",
+    "GatedDeltaNetCell", "GatedDeltaNetParams", "gated_delta_net",
+    "Mamba2Cell", "Mamba2Params", "mamba2",
+    "MLSTMCell", "MLSTMParams", "MLSTMState", "mlstm", "MLSTMBlockCell", "MLSTMBlockParams", "mlstm_block",
+    "SLSTMCell", "SLSTMParams", "SLSTMState", "slstm",
     # the recurrence over time and the layers built on it
     "RNN", "scan", "reverse_sequences", "valid_mask",
     # solvers: how the recurrence over time is evaluated (docs/concepts/scan.md, parallel-in-time.md)

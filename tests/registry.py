@@ -71,6 +71,16 @@ ENTRIES = (
     Entry("lru", lambda H, dtype: jrnn.lru(H, 2, dtype=dtype)),
     Entry("s5", lambda H, dtype: jrnn.s5(H, 2, clip_eigs=True, dtype=dtype)),  # Re Λ < 0: stable at any params
     Entry("mamba", lambda H, dtype: jrnn.mamba(H, state_size=2, dtype=dtype)),  # E = 2H, state E·N = 12
+    # one head: d_qk = int(H / 2), d_v = H (the layer norm of a single value feature would be 0)
+    Entry("mlstm", lambda H, dtype: jrnn.mlstm(H, num_heads=1, dtype=dtype)),
+    # residual, so its width is the contract tests' input size (F = 2): d_qk = 1, d_v = 2, a feed-forward of 6
+    Entry("mlstm_block", lambda H, dtype: jrnn.mlstm_block(2, num_heads=1, ffn_round_up_to_multiple_of=1, dtype=dtype)),
+    Entry("slstm", lambda H, dtype: jrnn.slstm(H, num_heads=1, dtype=dtype)),
+    # E = 4H in 2H heads of P = 2, two heads per (B, C) group: state E·N = 24 for H = 3
+    Entry("mamba2", lambda H, dtype: jrnn.mamba2(H, state_size=2, expand=4, head_dim=2, n_groups=H, dtype=dtype)),
+    # one key head serving two value heads, d_k = d_v = 2: memories S [2, 2, 2], a width-4 window of 8 channels
+    Entry("gated_delta_net", lambda H, dtype: jrnn.gated_delta_net(H, num_heads=1, head_k_dim=2, head_v_dim=2,
+                                                                   num_v_heads=2, dtype=dtype)),
 )
 NAMES = tuple(entry.name for entry in ENTRIES)
 _BY_NAME = {entry.name: entry for entry in ENTRIES}
@@ -101,3 +111,17 @@ def step_input_shape(cell: Any, input_size: int) -> tuple[int, ...]:
 def with_capability(name: str, hidden_size: int = 3) -> tuple[str, ...]:
     """The names of the entries whose cell has capability ``name`` (a key of :data:`CAPABILITIES` or ``"fused"``)."""
     return tuple(entry.name for entry in ENTRIES if name in capabilities(entry.make(hidden_size, jnp.float32)))
+
+
+def scan_loss(cell, solver, lengths, resets, reverse):
+    """``(params, xs, s0) -> loss``: ``jrnn.scan`` with these options, reduced to a weighted sum of the outputs
+    plus ``sin`` of every final-state leaf, so that each output's and each state entry's gradient is distinct (the
+    per-cell gradient tests of ``tests/cells``)."""
+
+    def loss(params, xs, s0):
+        ys, final = jrnn.scan(cell, params, xs, lengths=lengths, initial_state=s0, reverse=reverse, resets=resets,
+                              solver=solver)
+        weights = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype).reshape(ys.shape))
+        return jnp.sum(weights * ys) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree_util.tree_leaves(final))
+
+    return loss

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import reference as ref
 import reference_selective as refs
+import registry
 from jax.test_util import check_grads
 from scipy import stats
 
@@ -86,24 +87,14 @@ def test_every_solver_equals_the_numpy_loop_with_lengths_reverse_resets_and_an_i
         _assert_state(final, [s for _, s in want])
 
 
-def _loss(cell, solver, lengths, resets, reverse):
-    def loss(params, xs, s0):
-        ys, final = jrnn.scan(cell, params, xs, lengths=lengths, initial_state=s0, reverse=reverse, resets=resets,
-                              solver=solver)
-        weights = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype).reshape(ys.shape))
-        return jnp.sum(weights * ys) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree_util.tree_leaves(final))
-
-    return loss
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_associative_gradients_equal_the_loops_with_lengths_reverse_resets_and_an_initial_state(name):
     cell, params, xs, s0 = _problem(name, seed=3)
 
     @jax.jit
     def run(params, xs, s0, lengths, resets):
-        return {(n, reverse, r is None): jax.grad(_loss(cell, solver, lengths, r, reverse), argnums=(0, 1, 2))(
-                    params, xs, s0)
+        return {(n, reverse, r is None):
+                jax.grad(registry.scan_loss(cell, solver, lengths, r, reverse), argnums=(0, 1, 2))(params, xs, s0)
                 for n, solver in SOLVERS.items() if n != "deer" for reverse in (False, True) for r in (None, resets)}
 
     grads = run(params, xs, s0, ref.device(LENGTHS, np.int32), ref.device(RESETS, bool))
@@ -116,7 +107,7 @@ def test_associative_gradients_equal_the_loops_with_lengths_reverse_resets_and_a
 
 def test_associative_gradients_equal_finite_differences_with_resets():
     cell, params, xs, s0 = _problem("hawk_block", seed=5)
-    loss = _loss(cell, jrnn.associative(), ref.device(LENGTHS, np.int32), ref.device(RESETS, bool), False)
+    loss = registry.scan_loss(cell, jrnn.associative(), ref.device(LENGTHS, np.int32), ref.device(RESETS, bool), False)
     check_grads(jax.jit(loss), (params, xs, s0), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
 
 

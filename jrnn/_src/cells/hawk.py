@@ -139,7 +139,8 @@ def hawk_block(hidden_size: int, *, output_size: int | None = None, num_heads: i
         None. The input size D is the one given to ``init``.
       num_heads: the number of diagonal blocks of the RG-LRU's gates; must divide ``hidden_size``.
       conv1d_width: K, the convolution's width (the window, the current step included).
-      min_rad, max_rad: the RG-LRU's initial ring of ``|a|``, as :func:`jrnn.rg_lru`.
+      min_rad: the inner radius of the RG-LRU's initial ring of ``|a|``, as :func:`jrnn.rg_lru`.
+      max_rad: its outer radius.
       final_w_init_variance_scale: the variance scale of ``W_out``'s initialisation.
       dtype: dtype of the parameters and the default state.
 

@@ -258,7 +258,10 @@ def mamba(hidden_size: int, *, state_size: int = 16, expand: float = 2, conv_wid
       dt_rank: R, the rank of Δ's projection; ``"auto"``: ⌈hidden_size / 16⌉.
       conv_bias: whether the convolution has a bias.
       bias: whether ``in_proj`` and ``out_proj`` have biases.
-      dt_min, dt_max, dt_init_floor, dt_scale: Δ's initialisation, as above.
+      dt_min: the smallest initial Δ (log-uniform on ``[dt_min, dt_max]``).
+      dt_max: the largest initial Δ.
+      dt_init_floor: the floor of the initial Δ.
+      dt_scale: the scale of ``W_Δ``'s initialisation, U(±dt_scale / √R).
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -353,7 +356,10 @@ def s6(hidden_size: int, *, state_size: int = 16, dt_rank: Any = "auto", dt_min:
       hidden_size: E, the number of channels (input and output).
       state_size: N, the state size per channel.
       dt_rank: R; ``"auto"``: ⌈E / 16⌉.
-      dt_min, dt_max, dt_init_floor, dt_scale: Δ's initialisation, as :func:`jrnn.mamba`.
+      dt_min: the smallest initial Δ, as :func:`jrnn.mamba`.
+      dt_max: the largest initial Δ.
+      dt_init_floor: the floor of the initial Δ.
+      dt_scale: the scale of ``W_Δ``'s initialisation.
       dtype: dtype of the parameters and the default state.
 
     Returns:

@@ -206,4 +206,10 @@ def _is_cell_params(p: Any) -> bool:
 
 
 # transformers' recurrent blocks register their converters (register_torch_converter) on import
-from jrnn._src.interop import torch_mamba, torch_recurrentgemma  # noqa: E402, F401
+from jrnn._src.interop import (  # noqa: E402, F401
+    torch_gated_delta,
+    torch_mamba,
+    torch_mamba2,
+    torch_recurrentgemma,
+    torch_xlstm,
+)

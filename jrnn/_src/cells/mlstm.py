@@ -1,0 +1,377 @@
+"""The mLSTM layer of xLSTM (Beck et al. 2024, arXiv 2405.04517), in the xLSTM-7B layout of transformers'
+``xLSTMLayer``: a matrix memory per head with exponential input gates, kept finite by a stabiliser state.
+
+Per head, with ``ĩ_t``, ``f̃_t`` the soft-capped gate preactivations (one scalar each) and ``q_t, k_t`` ``[d_qk]``,
+``v_t`` ``[d_v]``::
+
+    m_t = max(log σ(f̃_t) + m_{t-1}, ĩ_t)                       the stabiliser
+    i'_t = exp(ĩ_t - m_t),   f'_t = exp(log σ(f̃_t) + m_{t-1} - m_t)
+    C_t = f'_t C_{t-1} + i'_t k_t v_tᵀ                          [d_qk, d_v]
+    n_t = f'_t n_{t-1} + i'_t k_t                               [d_qk]
+    h̃_t = C_tᵀ q̂_t / (max(|n_tᵀ q̂_t|, exp(-m_t)) + ε),  q̂_t = q_t / √d_qk
+
+``(C, n, m)`` stands for the unstabilised ``(C e^m, n e^m)``: the paper's ``C_t = f_t C_{t-1} + i_t v_t k_tᵀ`` with
+``i_t = exp(ĩ_t)``, whose entries overflow where ``ĩ_t`` is large; ``h̃_t`` is the same (but for ``ε``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jrnn._src import checks
+from jrnn._src.cells import gates
+
+
+class MLSTMParams(NamedTuple):
+    """Parameters of :func:`mlstm`, named as transformers' ``xLSTMLayer`` (``weight_mode="single"``); weights
+    ``[out, in]`` as torch's, ``F`` inputs, ``NH`` heads, ``Dqk = NH · d_qk``, ``Dv = NH · d_v``, ``O`` outputs.
+
+    Attributes:
+      q_weight, k_weight: ``[Dqk, F]``, the queries and keys, head after head.
+      v_weight: ``[Dv, F]``, the values.
+      ogate_weight: ``[Dv, F]``, the output gate's preactivation.
+      igate_weight, fgate_weight: ``[NH, F]``, the input and forget gates' preactivations, one per head.
+      igate_bias, fgate_bias: ``[NH]`` (always present).
+      norm_weight: ``[Dv]``, the scale of the per-head layer norm.
+      out_proj_weight: ``[O, Dv]``.
+      q_bias, k_bias, v_bias, ogate_bias, norm_bias, out_proj_bias: ``[out]``, or None without ``bias``.
+    """
+
+    q_weight: jax.Array
+    q_bias: jax.Array | None
+    k_weight: jax.Array
+    k_bias: jax.Array | None
+    v_weight: jax.Array
+    v_bias: jax.Array | None
+    ogate_weight: jax.Array
+    ogate_bias: jax.Array | None
+    igate_weight: jax.Array
+    igate_bias: jax.Array
+    fgate_weight: jax.Array
+    fgate_bias: jax.Array
+    norm_weight: jax.Array
+    norm_bias: jax.Array | None
+    out_proj_weight: jax.Array
+    out_proj_bias: jax.Array | None
+
+
+class MLSTMState(NamedTuple):
+    """The mLSTM's state, per head (transformers' ``(c, n, m)``, ``m`` without its trailing axis of 1).
+
+    Attributes:
+      C: ``[..., NH, d_qk, d_v]``, the matrix memory (keys by values).
+      n: ``[..., NH, d_qk]``, the normaliser.
+      m: ``[..., NH]``, the stabiliser: the log of the scale the memory and normaliser are kept at.
+    """
+
+    C: jax.Array
+    n: jax.Array
+    m: jax.Array
+
+
+def soft_cap(z: jax.Array, cap: float | None) -> jax.Array:
+    """``cap · tanh(z / cap)`` (no cap for None), as transformers' ``soft_cap``."""
+    return z if cap is None else cap * jnp.tanh(z / cap)
+
+
+def mlstm_recurrence(state: MLSTMState, q: jax.Array, k: jax.Array, v: jax.Array, i_pre: jax.Array,
+                     f_pre: jax.Array, eps: float) -> tuple[MLSTMState, jax.Array]:
+    """One stabilised step per head (transformers' ``mlstm_recurrent_step_native``): ``q, k [..., NH, d_qk]``,
+    ``v [..., NH, d_v]``, the gate preactivations ``[..., NH]``; returns the state and ``h̃ [..., NH, d_v]``."""
+    log_f = jax.nn.log_sigmoid(f_pre)
+    m = jnp.maximum(log_f + state.m, i_pre)
+    f = jnp.exp(log_f + state.m - m)
+    i = jnp.exp(i_pre - m)
+    C = f[..., None, None] * state.C + i[..., None, None] * (k[..., :, None] * v[..., None, :])
+    n = f[..., None] * state.n + i[..., None] * k
+    q = q * q.shape[-1] ** -0.5
+    numerator = jnp.einsum("...k,...kv->...v", q, C)
+    denominator = jnp.maximum(jnp.abs(jnp.sum(q * n, axis=-1)), jnp.exp(-m)) + eps
+    return MLSTMState(C, n, m), numerator / denominator[..., None]
+
+
+@dataclasses.dataclass(frozen=True)
+class MLSTMCell:
+    """The mLSTM layer as one cell; build it with :func:`mlstm`. ``hidden_size`` is the size of ``y_t`` (the model
+    width); the state is an :class:`MLSTMState`."""
+
+    hidden_size: int
+    num_heads: int = 4
+    qk_dim: int = 2
+    v_dim: int = 4
+    bias: bool = False
+    gate_soft_cap: float | None = 15.0
+    eps: float = 1e-6
+    norm_eps: float = 1e-6
+    num_layers: int = 1
+    dtype: Any = jnp.float32
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def init(self, key: jax.Array, input_size: int) -> MLSTMParams:
+        """transformers' ``xLSTMPreTrainedModel._init_weights`` (``weight_mode="single"``): ``q``, ``k``, ``v`` from
+        N(0, 2 / (5F)) (small init); every gate's weight 0 (the output gate's too), the input gate's bias -10, the
+        forget gate's ``linspace(3, 6, NH)``; ``out_proj`` from N(0, (2 / num_layers / √F)²) (Wang init); the norm's
+        scale 1; every other bias 0."""
+        F = checks.positive_int("input_size", input_size, "jrnn.mlstm.init")
+        NH, Dqk, Dv, O, dtype = self.num_heads, self.qk_dim, self.v_dim, self.hidden_size, self.dtype
+        k_q, k_k, k_v, k_out = jax.random.split(key, 4)
+        small = math.sqrt(2 / (5 * F))
+        zeros = (lambda n: jnp.zeros((n,), dtype)) if self.bias else (lambda n: None)
+        return MLSTMParams(
+            small * jax.random.normal(k_q, (Dqk, F), dtype), zeros(Dqk),
+            small * jax.random.normal(k_k, (Dqk, F), dtype), zeros(Dqk),
+            small * jax.random.normal(k_v, (Dv, F), dtype), zeros(Dv),
+            jnp.zeros((Dv, F), dtype), zeros(Dv),
+            jnp.zeros((NH, F), dtype), jnp.full((NH,), -10.0, dtype),
+            jnp.zeros((NH, F), dtype), jnp.linspace(3.0, 6.0, NH, dtype=dtype),
+            jnp.ones((Dv,), dtype), zeros(Dv),
+            2 / self.num_layers / math.sqrt(F) * jax.random.normal(k_out, (O, Dv), dtype), zeros(O))
+
+    def initial_state(self, batch_shape=(), dtype=None) -> MLSTMState:
+        NH, dtype, batch = self.num_heads, dtype or self.dtype, tuple(batch_shape)
+        dqk, dv = self.qk_dim // NH, self.v_dim // NH
+        return MLSTMState(jnp.zeros((*batch, NH, dqk, dv), dtype), jnp.zeros((*batch, NH, dqk), dtype),
+                          jnp.zeros((*batch, NH), dtype))
+
+    def step(self, params: MLSTMParams, state: MLSTMState, x: jax.Array) -> tuple[MLSTMState, jax.Array]:
+        p, NH = params, self.num_heads
+        heads = lambda a: a.reshape(*a.shape[:-1], NH, a.shape[-1] // NH)  # noqa: E731
+        q = heads(gates.affine(x, p.q_weight, p.q_bias))
+        k = heads(gates.affine(x, p.k_weight, p.k_bias))
+        v = heads(gates.affine(x, p.v_weight, p.v_bias))
+        i_pre = soft_cap(gates.affine(x, p.igate_weight, p.igate_bias), self.gate_soft_cap)
+        f_pre = soft_cap(gates.affine(x, p.fgate_weight, p.fgate_bias), self.gate_soft_cap)
+        state, h = mlstm_recurrence(state, q, k, v, i_pre, f_pre, self.eps)
+        centred = h - jnp.mean(h, axis=-1, keepdims=True)
+        h = centred * jax.lax.rsqrt(jnp.mean(centred ** 2, axis=-1, keepdims=True) + self.norm_eps)
+        h = h.reshape(*h.shape[:-2], self.v_dim)
+        h = h * jnp.broadcast_to(p.norm_weight, h.shape)
+        h = h if p.norm_bias is None else h + jnp.broadcast_to(p.norm_bias, h.shape)
+        o = jax.nn.sigmoid(gates.affine(x, p.ogate_weight, p.ogate_bias))
+        return state, gates.affine(o * h, p.out_proj_weight, p.out_proj_bias)
+
+    def input_size(self, params: MLSTMParams) -> int:
+        return params.q_weight.shape[-1]
+
+
+def mlstm(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 0.5, v_dim_factor: float = 1.0,
+          bias: bool = False, gate_soft_cap: float | None = 15.0, eps: float = 1e-6, norm_eps: float = 1e-6,
+          num_layers: int = 1, dtype: Any = jnp.float32) -> MLSTMCell:
+    """The mLSTM layer of xLSTM (Beck et al. 2024, "xLSTM: extended long short-term memory", arXiv 2405.04517,
+    section 2.3), in the layout of xLSTM-7B and transformers' ``xLSTMLayer`` (:func:`jrnn.from_torch` converts
+    one). In the seed's notation, ``U`` the input weights (every projection below reads ``x_t`` alone), the state
+    ``s_t = (C_t, n_t, m_t)`` per head::
+
+        q_t, k_t, v_t = U_q x_t + b_q, U_k x_t + b_k, U_v x_t + b_v     [..., NH, d_qk], [..., NH, d_qk], [..., NH, d_v]
+        ĩ_t = cap(U_i x_t + b_i),  f̃_t = cap(U_f x_t + b_f)              [..., NH],  cap(z) = c·tanh(z / c)
+        m_t = max(log σ(f̃_t) + m_{t-1}, ĩ_t)
+        i'_t = exp(ĩ_t - m_t),  f'_t = exp(log σ(f̃_t) + m_{t-1} - m_t)
+        C_t = f'_t C_{t-1} + i'_t k_t v_tᵀ                              [..., NH, d_qk, d_v]
+        n_t = f'_t n_{t-1} + i'_t k_t                                   [..., NH, d_qk]
+        h̃_t = C_tᵀ q̂_t / (max(|n_tᵀ q̂_t|, exp(-m_t)) + ε)               q̂_t = q_t / √d_qk
+        y_t = V (σ(U_o x_t + b_o) ⊙ LN(h̃_t)) + b_V                     LN: a layer norm per head, scale and bias
+
+    No recurrent matrix ``W``: the state enters only through the memory. The forget gate is ``σ`` in log space, the
+    input gate exponential, and ``m`` their stabiliser: ``(C, n)`` is the paper's memory and normaliser scaled by
+    ``e^{-m}``, so every ``exp`` above is at most 1 however large ``ĩ`` is. As transformers, the query (not the key)
+    carries ``1/√d_qk`` (the same ``h̃``; ``C`` and ``n`` are transformers' own), and ``ε`` is added after the max.
+    transformers' parallel and chunkwise forms compute the same outputs; here the step is the definition and
+    :func:`jrnn.scan` the sequence. In xLSTM-7B the layer sits in a residual block after an RMSNorm, with a gated
+    feed-forward after it (transformers' ``xLSTMBlock``); the input size here is the one given to ``init``.
+
+    Initialisation (transformers' ``_init_weights``; the official ``xlstm_large`` code leaves it to its training
+    code): ``U_q, U_k, U_v`` from N(0, 2/(5F)); ``U_o, U_i, U_f`` zero; ``b_i = -10``, ``b_f = linspace(3, 6, NH)``;
+    ``V`` from N(0, (2 / num_layers / √F)²); the layer norm's scale 1; other biases 0.
+
+    Args:
+      hidden_size: the model width: the size of ``y_t``.
+      num_heads: NH, the number of heads.
+      qk_dim_factor: the total query and key size is ``int(hidden_size · qk_dim_factor)``, split over the heads.
+      v_dim_factor: the total value size is ``int(hidden_size · v_dim_factor)``, split over the heads.
+      bias: whether ``q, k, v``, the output gate, the layer norm and ``V`` have biases (the input and forget gates
+        always do).
+      gate_soft_cap: ``c``, the soft cap of the input and forget gates' preactivations (None: no cap).
+      eps: ``ε`` of ``h̃``'s denominator.
+      norm_eps: the layer norm's epsilon.
+      num_layers: the number of layers of the stack, which scales ``V``'s initialisation.
+      dtype: dtype of the parameters and the default state.
+
+    Returns:
+      An :class:`MLSTMCell` with parameters :class:`MLSTMParams` and state :class:`MLSTMState`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jrnn
+      >>> cell = jrnn.mlstm(8, num_heads=2)
+      >>> params = cell.init(jax.random.key(0), input_size=8)
+      >>> ys, state = jrnn.scan(cell, params, jax.random.normal(jax.random.key(1), (3, 10, 8)))
+      >>> ys.shape, state.C.shape, state.n.shape, state.m.shape
+      ((3, 10, 8), (3, 2, 2, 4), (3, 2, 2), (3, 2))
+    """
+    return _layer("jrnn.mlstm", hidden_size, num_heads, qk_dim_factor, v_dim_factor, bias, gate_soft_cap, eps, norm_eps,
+                  num_layers, dtype)
+
+
+def _layer(where: str, hidden_size: int, num_heads: int, qk_dim_factor: float, v_dim_factor: float, bias: bool,
+           gate_soft_cap: float | None, eps: float, norm_eps: float, num_layers: int, dtype: Any) -> MLSTMCell:
+    """:func:`mlstm` with its checks' errors naming ``where``."""
+    hidden_size = checks.positive_int("hidden_size", hidden_size, where)
+    num_heads = checks.positive_int("num_heads", num_heads, where)
+    num_layers = checks.positive_int("num_layers", num_layers, where)
+    dims = {}
+    for name, factor in (("qk_dim_factor", qk_dim_factor), ("v_dim_factor", v_dim_factor)):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+            raise ValueError(f"{where}: expected a positive {name}, got {factor!r}")
+        dims[name] = int(hidden_size * factor)
+        if dims[name] < num_heads or dims[name] % num_heads:
+            raise ValueError(f"{where}: expected int(hidden_size * {name}) to be a positive multiple of num_heads "
+                             f"({num_heads}), got int({hidden_size} * {factor}) = {dims[name]}")
+    if dims["v_dim_factor"] // num_heads < 2:
+        raise ValueError(f"{where}: expected at least 2 value features per head (the layer norm of one feature is "
+                         f"0), got {dims['v_dim_factor']} over {num_heads} heads")
+    if gate_soft_cap is not None and not (isinstance(gate_soft_cap, (int, float)) and gate_soft_cap > 0):
+        raise ValueError(f"{where}: expected a positive gate_soft_cap or None, got {gate_soft_cap!r}")
+    for name, value in (("eps", eps), ("norm_eps", norm_eps)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{where}: expected a non-negative {name}, got {value!r}")
+    return MLSTMCell(hidden_size, num_heads, dims["qk_dim_factor"], dims["v_dim_factor"], bool(bias),
+                     None if gate_soft_cap is None else float(gate_soft_cap), float(eps), float(norm_eps), num_layers,
+                     dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# xLSTM-7B's block: the layer and a gated feed-forward, each after an RMSNorm, each in a residual.
+# ----------------------------------------------------------------------------------------------------------------
+
+class MLSTMBlockParams(NamedTuple):
+    """Parameters of :func:`mlstm_block`, named as transformers' ``xLSTMBlock`` (``weight_mode="single"``; ``D`` the
+    model width, ``P`` the feed-forward's); weights ``[out, in]``.
+
+    Attributes:
+      norm_mlstm_weight: ``[D]``, the scale of the RMSNorm before the layer; ``norm_mlstm_bias`` ``[D]`` or None.
+      mlstm_layer: the layer's :class:`MLSTMParams`.
+      norm_ffn_weight: ``[D]``, the scale of the RMSNorm before the feed-forward; ``norm_ffn_bias`` ``[D]`` or None.
+      proj_up_gate_weight, proj_up_weight: ``[P, D]``, the feed-forward's gate and value; biases ``[P]`` or None.
+      proj_down_weight: ``[D, P]``; ``proj_down_bias`` ``[D]`` or None.
+    """
+
+    norm_mlstm_weight: jax.Array
+    norm_mlstm_bias: jax.Array | None
+    mlstm_layer: MLSTMParams
+    norm_ffn_weight: jax.Array
+    norm_ffn_bias: jax.Array | None
+    proj_up_gate_weight: jax.Array
+    proj_up_gate_bias: jax.Array | None
+    proj_up_weight: jax.Array
+    proj_up_bias: jax.Array | None
+    proj_down_weight: jax.Array
+    proj_down_bias: jax.Array | None
+
+
+def _rms_norm(x: jax.Array, weight: jax.Array, bias: jax.Array | None, eps: float) -> jax.Array:
+    y = x * jax.lax.rsqrt(jnp.mean(x ** 2, axis=-1, keepdims=True) + eps) * jnp.broadcast_to(weight, x.shape)
+    return y if bias is None else y + jnp.broadcast_to(bias, x.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class MLSTMBlockCell:
+    """xLSTM-7B's block as one cell; build it with :func:`mlstm_block`. ``layer`` is its :class:`MLSTMCell`; the
+    state is the layer's :class:`MLSTMState`; input and output have the model width ``hidden_size``."""
+
+    layer: MLSTMCell
+    ffn_size: int
+
+    @property
+    def hidden_size(self) -> int:
+        return self.layer.hidden_size
+
+    @property
+    def output_size(self) -> int:
+        return self.layer.hidden_size
+
+    def init(self, key: jax.Array, input_size: int) -> MLSTMBlockParams:
+        """The layer as :meth:`MLSTMCell.init`; the feed-forward as transformers' ``_init_weights``:
+        ``proj_up_gate`` zero (its name holds "gate"), ``proj_up`` from N(0, 2 / (5D)), ``proj_down`` from
+        N(0, (2 / num_layers / √P)²); the norms' scales 1; every bias 0."""
+        D = checks.positive_int("input_size", input_size, "jrnn.mlstm_block.init")
+        if D != self.hidden_size:
+            raise ValueError(f"jrnn.mlstm_block.init: expected input_size equal to hidden_size {self.hidden_size} "
+                             f"(the block is residual), got {D}")
+        P, dtype, layer = self.ffn_size, self.layer.dtype, self.layer
+        k_layer, k_up, k_down = jax.random.split(key, 3)
+        zeros = (lambda n: jnp.zeros((n,), dtype)) if layer.bias else (lambda n: None)
+        return MLSTMBlockParams(
+            jnp.ones((D,), dtype), zeros(D), layer.init(k_layer, D), jnp.ones((D,), dtype), zeros(D),
+            jnp.zeros((P, D), dtype), zeros(P),
+            math.sqrt(2 / (5 * D)) * jax.random.normal(k_up, (P, D), dtype), zeros(P),
+            2 / layer.num_layers / math.sqrt(P) * jax.random.normal(k_down, (D, P), dtype), zeros(D))
+
+    def initial_state(self, batch_shape=(), dtype=None) -> MLSTMState:
+        return self.layer.initial_state(batch_shape, dtype)
+
+    def step(self, params: MLSTMBlockParams, state: MLSTMState, x: jax.Array) -> tuple[MLSTMState, jax.Array]:
+        p, eps = params, self.layer.norm_eps
+        state, y = self.layer.step(p.mlstm_layer, state, _rms_norm(x, p.norm_mlstm_weight, p.norm_mlstm_bias, eps))
+        x = x + y
+        u = _rms_norm(x, p.norm_ffn_weight, p.norm_ffn_bias, eps)
+        gate = jax.nn.silu(gates.affine(u, p.proj_up_gate_weight, p.proj_up_gate_bias))
+        return state, x + gates.affine(gate * gates.affine(u, p.proj_up_weight, p.proj_up_bias),
+                                       p.proj_down_weight, p.proj_down_bias)
+
+    def input_size(self, params: MLSTMBlockParams) -> int:
+        return params.norm_mlstm_weight.shape[-1]
+
+
+def mlstm_block(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 0.5, v_dim_factor: float = 1.0,
+                ffn_proj_factor: float = 2.667, ffn_round_up_to_multiple_of: int = 64, bias: bool = False,
+                gate_soft_cap: float | None = 15.0, eps: float = 1e-6, norm_eps: float = 1e-6, num_layers: int = 1,
+                dtype: Any = jnp.float32) -> MLSTMBlockCell:
+    """xLSTM-7B's block (Beck et al. 2025, "xLSTM 7B", arXiv 2503.13427; transformers' ``xLSTMBlock``, which
+    :func:`jrnn.from_torch` converts): the :func:`mlstm` layer and a SiLU-gated feed-forward, each after an RMSNorm
+    and inside a residual::
+
+        (s_t, u_t) = mlstm(s_{t-1}, RMSNorm(x_t))             the layer's step, state s = (C, n, m)
+        x'_t = x_t + u_t
+        y_t  = x'_t + V_down (silu(U_gate r_t) ⊙ U_up r_t),   r_t = RMSNorm'(x'_t)
+
+    ``RMSNorm(x) = x / √(mean(x²) + norm_eps) ⊙ w (+ b)``. The input size is ``hidden_size`` (the residual).
+
+    Args:
+      hidden_size: D, the model width: the size of ``x_t`` and ``y_t``.
+      num_heads: the layer's number of heads, as :func:`mlstm`.
+      qk_dim_factor: the layer's query and key size over ``hidden_size``, as :func:`mlstm`.
+      v_dim_factor: the layer's value size over ``hidden_size``, as :func:`mlstm`.
+      bias: whether the layer (as :func:`mlstm`), the two RMSNorms and the feed-forward have biases.
+      gate_soft_cap: the layer's soft cap of its gates' preactivations, as :func:`mlstm`.
+      eps: ``ε`` of the layer's denominator, as :func:`mlstm`.
+      norm_eps: the epsilon of the layer's norm and of the two RMSNorms.
+      num_layers: the number of blocks of the stack, which scales ``V``'s and ``proj_down``'s initialisation.
+      ffn_proj_factor: the feed-forward's width is ``D · ffn_proj_factor`` rounded up to a multiple of
+        ``ffn_round_up_to_multiple_of``.
+      ffn_round_up_to_multiple_of: see ``ffn_proj_factor``.
+      dtype: dtype of the parameters and the default state.
+
+    Returns:
+      An :class:`MLSTMBlockCell` with parameters :class:`MLSTMBlockParams` and state :class:`MLSTMState`.
+
+    Example:
+      >>> import jax, jrnn
+      >>> cell = jrnn.mlstm_block(8, num_heads=2, ffn_round_up_to_multiple_of=8)
+      >>> params = cell.init(jax.random.key(0), input_size=8)
+      >>> ys, state = jrnn.scan(cell, params, jax.random.normal(jax.random.key(1), (3, 10, 8)))
+      >>> ys.shape, params.proj_up_weight.shape, state.C.shape
+      ((3, 10, 8), (24, 8), (3, 2, 2, 4))
+    """
+    layer = _layer("jrnn.mlstm_block", hidden_size, num_heads, qk_dim_factor, v_dim_factor, bias, gate_soft_cap, eps,
+                   norm_eps, num_layers, dtype)
+    multiple = checks.positive_int("ffn_round_up_to_multiple_of", ffn_round_up_to_multiple_of, "jrnn.mlstm_block")
+    if isinstance(ffn_proj_factor, bool) or not isinstance(ffn_proj_factor, (int, float)) or ffn_proj_factor <= 0:
+        raise ValueError(f"jrnn.mlstm_block: expected a positive ffn_proj_factor, got {ffn_proj_factor!r}")
+    return MLSTMBlockCell(layer, int((hidden_size * ffn_proj_factor + multiple - 1) // multiple * multiple))
