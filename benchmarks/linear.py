@@ -1,21 +1,25 @@
-"""``python -m benchmarks linear [--quick] [--cells mamba,hawk,lru,s5,min_gru] [--shapes 8x256x64,8x1024x64]
+"""``python -m benchmarks linear [--quick] [--cells mamba,mamba2,hawk,lru,s5,min_gru] [--shapes 8x256x64,8x1024x64]
 [--reps 5] [--no-torch] [--torch-seconds 5] [--out MD] [--json JSON]``
 
-The diagonal linear-recurrence cells four ways, on the CPU in float32: ``step``, a ``jax.lax.scan`` over
+The diagonal linear-recurrence cells four or five ways, on the CPU in float32: ``step``, a ``jax.lax.scan`` over
 ``cell.step`` written here (the plain loop, no solver); ``sequential``, ``jrnn.scan(..., solver=jrnn.sequential())``;
 ``associative``, ``jrnn.scan(..., solver=jrnn.associative())`` (the tree, ``O(log T)`` depth); ``loop``,
 ``jrnn.scan(..., solver=jrnn.associative(method="loop"))`` (the coefficients for the whole sequence, then a
-``jax.lax.scan`` of one multiply-add per step). Against transformers' PyTorch
-modules where there is one: ``MambaMixer`` (its slow CPU path, no ``mamba_ssm`` kernels) for ``mamba`` and
-``RecurrentGemmaRecurrentBlock`` (called with ``position_ids = arange(T)``, no cache) for ``hawk``.
+``jax.lax.scan`` of one multiply-add per step); for a :class:`jrnn.Chunkwise` cell also ``chunked``,
+``jrnn.scan(..., solver=jrnn.chunked(64))``. Against transformers' PyTorch modules where there is one:
+``MambaMixer`` (its slow CPU path, no ``mamba_ssm`` kernels) for ``mamba``, ``Mamba2Mixer`` (its ``torch_forward``,
+the chunked SSD with ``chunk_size = 64``) for ``mamba2``, and ``RecurrentGemmaRecurrentBlock`` (called with
+``position_ids = arange(T)``, no cache) for ``hawk``.
 
 Cells, at a shape ``BxTxD`` (D the model width, which is also the input size): ``jrnn.mamba(D, state_size=16)``
-(E = 2D channels, conv width 4), ``jrnn.hawk_block(D)`` (one head, conv width 4), ``jrnn.lru(D, D)``,
+(E = 2D channels, conv width 4), ``jrnn.mamba2(D, state_size=64, head_dim=32)`` (2D/32 heads, one group; below
+D = 16, one head),
+``jrnn.hawk_block(D)`` (one head, conv width 4), ``jrnn.lru(D, D)``,
 ``jrnn.s5(D, D)`` and ``jrnn.min_gru(D)``. Modes: ``fwd`` is ``jax.jit`` of the outputs ``ys``; ``fwdbwd`` is
 ``jax.jit(jax.grad(sum(ys)))`` with respect to the parameters and the inputs (PyTorch: ``forward`` under
 ``torch.no_grad()``, and ``forward`` then ``ys.sum().backward()`` with the input requiring a gradient).
 
-Method: for each (cell, shape, mode) the four forms are compiled and run once to warm up; then ``reps`` rounds each
+Method: for each (cell, shape, mode) the forms are compiled and run once to warm up; then ``reps`` rounds each
 time one call of every form, in an order rotated from round to round, so that all see the same machine load; the
 median is reported. PyTorch runs afterwards in a process of its own (``python -m benchmarks.linear --torch-worker``,
 as ``benchmarks/worker.py``: PyTorch's OpenMP threads and XLA's thread pool never share a process), warmed up, then
@@ -23,8 +27,9 @@ as ``benchmarks/worker.py``: PyTorch's OpenMP threads and XLA's thread pool neve
 warm-up call alone where it took longer than that (``MambaMixer``'s slow path takes many seconds per fwd+bwd call at
 T = 1024; the JSON keeps each count, ``warm_up_only`` marking the latter). The ratio
 is PyTorch's fwd+bwd median over the fastest jrnn form's (above 1: jrnn is faster). Each cell's line says which of
-the solvers (``sequential``, ``associative``, ``loop``) measured fastest here, forward and forward+backward, next to
-the one :func:`jrnn.auto` takes for the cell on this backend: the question of which solver it should take.
+the solvers (``sequential``, ``associative``, ``loop``, ``chunked``) measured fastest here, forward and
+forward+backward, next to the one :func:`jrnn.auto` takes for the cell on this backend: the question of which
+solver it should take.
 
 Writes a Markdown section (``--out``, also printed) and the rows as JSON (``--json``).
 """
@@ -45,13 +50,14 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADER = "## Diagonal linear recurrences: step loop, sequential and associative solvers (tree and loop), PyTorch"
-CELLS = ("mamba", "hawk", "lru", "s5", "min_gru")
-FORMS = ("step", "sequential", "associative", "loop")
-SOLVERS = ("sequential", "associative", "loop")  # the forms jrnn.auto chooses among
+CELLS = ("mamba", "mamba2", "hawk", "lru", "s5", "min_gru")
+FORMS = ("step", "sequential", "associative", "loop", "chunked")
+SOLVERS = ("sequential", "associative", "loop", "chunked")  # the forms jrnn.auto chooses among
+CHUNK = 64  # jrnn.chunked's size, and Mamba2Mixer's chunk_size
 MODES = ("fwd", "fwdbwd")
 SHAPES = ((8, 256, 64), (8, 1024, 64))
 QUICK_SHAPES = ((2, 64, 16),)
-TORCH_CELLS = ("mamba", "hawk")  # those with a transformers module
+TORCH_CELLS = ("mamba", "mamba2", "hawk")  # those with a transformers module
 
 
 # --- jrnn (this process) ------------------------------------------------------------------------------------------
@@ -60,6 +66,7 @@ def make_cell(name: str, D: int):
     import jrnn
 
     return {"mamba": lambda: jrnn.mamba(D, state_size=16), "hawk": lambda: jrnn.hawk_block(D),
+            "mamba2": lambda: jrnn.mamba2(D, state_size=64, head_dim=min(32, 2 * D)),
             "lru": lambda: jrnn.lru(D, D), "s5": lambda: jrnn.s5(D, D), "min_gru": lambda: jrnn.min_gru(D)}[name]()
 
 
@@ -94,7 +101,15 @@ def solver_of(form: str):
     import jrnn
 
     return {"sequential": jrnn.sequential(), "associative": jrnn.associative(),
-            "loop": jrnn.associative(method="loop")}[form]
+            "loop": jrnn.associative(method="loop"), "chunked": jrnn.chunked(CHUNK)}[form]
+
+
+def forms_of(name: str) -> tuple[str, ...]:
+    """The forms that apply to the cell: ``chunked`` only for a :class:`jrnn.Chunkwise` one."""
+    import jrnn
+
+    chunkwise = isinstance(make_cell(name, 8), jrnn.Chunkwise)
+    return tuple(form for form in FORMS if form != "chunked" or chunkwise)
 
 
 def auto_form(name: str) -> str:
@@ -132,27 +147,28 @@ def run_jrnn(name: str, B: int, T: int, D: int, reps: int, log=lambda s: None) -
     """One row per (mode, form) of one (cell, shape), plus each row's largest difference from the ``step`` form's
     result (outputs for ``fwd``, every gradient for ``fwdbwd``)."""
     cell, params, xs = problem(name, B, T, D)
+    forms = forms_of(name)
     rows = []
     for mode in MODES:
         runs, results, these = {}, {}, {}
-        for form in FORMS:
+        for form in forms:
             call, compile_s = build(cell, form, mode, params, xs)
             results[form] = call()  # warm up
             runs[form] = call
             these[form] = dict(cell=name, B=B, T=T, D=D, mode=mode, form=form, compile_s=compile_s)
-        for form in FORMS:
+        for form in forms:
             these[form]["max_abs_diff_vs_step"] = max_diff(results[form], results["step"])
-        samples = {f: [] for f in FORMS}
+        samples = {f: [] for f in forms}
         for r in range(reps):
-            shift = r % len(FORMS)
-            for form in FORMS[shift:] + FORMS[:shift]:
+            shift = r % len(forms)
+            for form in forms[shift:] + forms[:shift]:
                 start = time.perf_counter()
                 runs[form]()
                 samples[form].append(1e3 * (time.perf_counter() - start))
         for form, times in samples.items():
             these[form].update(median_ms=statistics.median(times), min_ms=min(times), samples_ms=times)
         rows += these.values()
-        log(f"{name} {B}x{T}x{D} {mode}: " + ", ".join(f"{f} {these[f]['median_ms']:.2f} ms" for f in FORMS))
+        log(f"{name} {B}x{T}x{D} {mode}: " + ", ".join(f"{f} {these[f]['median_ms']:.2f} ms" for f in forms))
     return rows
 
 
@@ -171,6 +187,14 @@ def torch_module(name: str, D: int):
         config = transformers.MambaConfig(hidden_size=D, state_size=16, expand=2, conv_kernel=4,
                                           time_step_rank="auto", num_hidden_layers=1)
         module = MambaMixer(config, layer_idx=0).eval()
+        return module, lambda x: module(x)
+    if name == "mamba2":
+        from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
+
+        config = transformers.Mamba2Config(hidden_size=D, state_size=64, expand=2, head_dim=32,
+                                           num_heads=2 * D // 32, n_groups=1, conv_kernel=4, chunk_size=CHUNK,
+                                           num_hidden_layers=1)
+        module = Mamba2Mixer(config, layer_idx=0).eval()
         return module, lambda x: module(x)
     from transformers import RecurrentGemmaConfig
     from transformers.models.recurrent_gemma.modeling_recurrent_gemma import RecurrentGemmaRecurrentBlock
@@ -264,9 +288,10 @@ def summarise(doc: dict) -> None:
     for cell, B, T, D in keys:
         by = {(r["form"], r["mode"]): r for r in rows if (r["cell"], r["B"], r["T"], r["D"]) == (cell, B, T, D)}
         tr = next((t for t in torch_rows if (t["cell"], t["B"], t["T"], t["D"]) == (cell, B, T, D)), None)
-        best = min(by[(f, "fwdbwd")]["median_ms"] for f in FORMS)
-        best_fwd = min(by[(f, "fwd")]["median_ms"] for f in FORMS)
-        for form in FORMS:
+        forms = [f for f in FORMS if (f, "fwd") in by]
+        best = min(by[(f, "fwdbwd")]["median_ms"] for f in forms)
+        best_fwd = min(by[(f, "fwd")]["median_ms"] for f in forms)
+        for form in forms:
             table.append(dict(cell=cell, shape=f"{B}x{T}x{D}", form=form, fwd_ms=by[(form, "fwd")]["median_ms"],
                               fwdbwd_ms=by[(form, "fwdbwd")]["median_ms"], torch_ms=None, ratio=None))
         if tr is not None:
@@ -278,17 +303,18 @@ def summarise(doc: dict) -> None:
                              ratio_fwd=tr["fwd"]["median_ms"] / best_fwd)
             table.append(entry)
         for mode in MODES:
-            ms = {form: by[(form, mode)]["median_ms"] for form in SOLVERS}
+            ms = {form: by[(form, mode)]["median_ms"] for form in SOLVERS if form in forms}
             faster.setdefault(cell, []).append(dict(shape=f"{B}x{T}x{D}", mode=mode, ms=ms,
-                                                    faster=min(SOLVERS, key=ms.__getitem__)))
+                                                    faster=min(ms, key=ms.__getitem__)))
     doc["table"], doc["faster"] = table, faster
     doc["auto"] = {cell: auto_form(cell) for cell in faster}
 
 
 def verdict(cases: list[dict]) -> str:
     """``"loop fastest in 3 of 4"``: the form fastest in the most cases (ties: the first in ``SOLVERS``)."""
-    wins = {form: sum(c["faster"] == form for c in cases) for form in SOLVERS}
-    best = max(SOLVERS, key=wins.__getitem__)
+    present = [form for form in SOLVERS if form in cases[0]["ms"]]
+    wins = {form: sum(c["faster"] == form for c in cases) for form in present}
+    best = max(present, key=wins.__getitem__)
     return f"{best} fastest in {wins[best]} of {len(cases)}"
 
 
@@ -314,10 +340,11 @@ def markdown(doc: dict) -> str:
         out.append(f"| {t['cell']} | {t['shape']} | {t['form']} | {_ms(t['fwd_ms'])} | {_ms(t['fwdbwd_ms'])} | "
                    f"{_ms(t['torch_ms'])} | {ratio} |")
     out += ["", f"The fastest solver on this {m.get('backend', 'cpu')} (smallest median; fwd and fwd+bwd per shape; "
-                f"ms for sequential / associative / loop) and the one `jrnn.auto` takes:", ""]
+                f"ms for sequential / associative / loop, and / chunked for a chunkwise cell) and the one `jrnn.auto` "
+                f"takes:", ""]
     for cell, cases in doc["faster"].items():
         detail = "; ".join(f"{c['shape']} {c['mode']} {c['faster']} ("
-                           + " / ".join(_ms(c["ms"][f]) for f in SOLVERS) + ")" for c in cases)
+                           + " / ".join(_ms(ms) for ms in c["ms"].values()) + ")" for c in cases)
         out.append(f"- {cell}: {verdict(cases)}; jrnn.auto takes {doc['auto'][cell]} — {detail}")
     return "\n".join(out)
 

@@ -46,6 +46,7 @@ from jrnn._src.cells.slstm import SLSTMCell, SLSTMParams, SLSTMState, slstm
 from jrnn._src.checkpoint import CheckpointError, TrainState, checkpoint_steps, restore_checkpoint, save_checkpoint
 from jrnn._src.contract import (
     Cell,
+    Chunkwise,
     InputShaped,
     LinearRecurrence,
     Preparable,
@@ -76,6 +77,7 @@ from jrnn._src.sequences import reverse_sequences, valid_mask
 from jrnn._src.solvers.associative import associative
 from jrnn._src.solvers.auto import auto
 from jrnn._src.solvers.base import Solver
+from jrnn._src.solvers.chunked import chunked
 from jrnn._src.solvers.fused import fused, register_fused_kernel
 from jrnn._src.solvers.kernels import Kernel as FusedKernel
 from jrnn._src.solvers.newton import NewtonInfo, deer, elk, quasi_deer
@@ -86,7 +88,8 @@ from jrnn._src.train import Batch, SkipNonFiniteState, TrainStep, skip_nonfinite
 
 __all__ = [
     # contracts and the capabilities a cell may declare
-    "Cell", "SequenceLayer", "InputShaped", "Preparable", "LinearRecurrence", "StateMaskable", "RecurrentMatrix",
+    "Cell", "SequenceLayer", "InputShaped", "Preparable", "LinearRecurrence", "Chunkwise", "StateMaskable",
+    "RecurrentMatrix",
     "Windowed", "WindowState", "WindowInputs", "Wrapper",
     # cells and their parameters and states
     "ElmanCell", "ElmanParams", "GRUCell", "GRUParams", "LSTMCell", "LSTMParams", "LSTMState", "elman", "gru",
@@ -109,7 +112,8 @@ __all__ = [
     # the recurrence over time and the layers built on it
     "RNN", "scan", "reverse_sequences", "valid_mask",
     # solvers: how the recurrence over time is evaluated (docs/concepts/scan.md, parallel-in-time.md)
-    "Solver", "auto", "sequential", "fused", "associative", "deer", "quasi_deer", "elk", "NewtonInfo", "newton_scan",
+    "Solver", "auto", "sequential", "fused", "associative", "chunked", "deer", "quasi_deer", "elk", "NewtonInfo",
+    "newton_scan",
     "FusedKernel", "register_fused_kernel",
     "Bidirectional", "BidirectionalParams", "BidirectionalState", "bidirectional",
     "FunctionMerge", "SeedMerge", "SeedMergeParams", "seed_merge",

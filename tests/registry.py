@@ -39,6 +39,7 @@ CAPABILITIES = {
     "state_maskable": jrnn.StateMaskable,
     "recurrent_matrix": jrnn.RecurrentMatrix,
     "windowed": jrnn.Windowed,
+    "chunkwise": jrnn.Chunkwise,
 }
 
 

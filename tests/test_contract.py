@@ -62,6 +62,8 @@ def _solvers(cell, state_mask=False):
     if "linear_recurrence" in capabilities and not state_mask:
         solvers["associative"] = jrnn.associative()
         solvers["associative_loop"] = jrnn.associative(method="loop")
+    if "chunkwise" in capabilities and not state_mask:
+        solvers["chunked"] = jrnn.chunked(4)  # T = 6: a padded last chunk
     chosen = jrnn.auto().choose(cell, state_mask=state_mask)
     if chosen not in solvers.values():
         solvers["auto"] = jrnn.auto()

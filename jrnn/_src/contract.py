@@ -147,6 +147,29 @@ class LinearRecurrence(abc.ABC):
         return states
 
 
+class Chunkwise(abc.ABC):
+    """Capability: the cell evaluates a chunk of consecutive steps at once, its outputs from matrix products inside
+    the chunk and the state carried only from chunk to chunk (Mamba-2's state space duality, the chunkwise forms of
+    linear attention). :func:`jrnn.chunked` runs a ``jax.lax.scan`` over chunks of it, so differentiating the scan
+    stores one state per chunk instead of one per step.
+
+    ``chunk`` must compute what ``C`` calls of ``step`` compute, for any ``C``, with these extras:
+
+    - ``valid [B, C]`` bool or None (every step valid): a prefix of each row; the state is unchanged by an invalid
+      step (the padding after a sequence's end) and its output is ignored;
+    - ``resets [B, C]`` bool or None: where True, the state before that step is ``restart`` (a segment starts), not
+      the previous step's.
+
+    For a :class:`Windowed` cell, ``chunk`` receives the inner state and a :class:`WindowInputs` whose leaves are
+    ``[B, C, ...]``, as ``coefficients`` does.
+    """
+
+    @abc.abstractmethod
+    def chunk(self, params: Params, state: State, xs: Any, valid: Array | None, resets: Array | None,
+              restart: State) -> tuple[State, Array]:
+        """``(state after the chunk's last valid step, ys [B, C, output_size])`` from ``xs [B, C, ...]``."""
+
+
 class StateMaskable:
     """Capability: ``step(params, state, x, *, state_mask=None)`` takes variational dropout's state mask
     ``[..., P]`` (:func:`jrnn.recurrent_dropout`) and multiplies the part of the state that enters the recurrent

@@ -15,6 +15,7 @@ from jrnn._src.sequences import batch_like, carry_dtype, per_step, reverse_seque
 from jrnn._src.solvers.associative import Associative
 from jrnn._src.solvers.auto import Auto
 from jrnn._src.solvers.base import Problem, Solver
+from jrnn._src.solvers.chunked import Chunked
 from jrnn._src.solvers.deprecated import UNSET, solver_from_keywords
 from jrnn._src.solvers.fused import Fused
 from jrnn._src.solvers.newton import Newton, NewtonInfo, deer
@@ -157,8 +158,8 @@ def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, k
     solver = Auto() if solver is None else solver
     if not isinstance(solver, Solver):
         raise TypeError(f"{where}: expected solver to be None or a jrnn solver (jrnn.auto(), jrnn.sequential(), "
-                        f"jrnn.fused(), jrnn.associative(), jrnn.deer(...), jrnn.quasi_deer(...), "
-                        f"jrnn.elk(...)), got {solver!r}")
+                        f"jrnn.fused(), jrnn.associative(), jrnn.chunked(), jrnn.deer(...), "
+                        f"jrnn.quasi_deer(...), jrnn.elk(...)), got {solver!r}")
     batch, time, lengths, state = _prelude(cell, params, xs, lengths, initial_state, where)
     resets = checks.resets(resets, batch, time, where)
     if is_network(cell):
@@ -170,7 +171,7 @@ def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, k
         if isinstance(solver, Auto):
             ys, final_state = _network_scan(cell, params, xs, lengths, state, reverse, key, resets)
             return ys, final_state, None
-        if isinstance(solver, (Fused, Associative)):
+        if isinstance(solver, (Fused, Associative, Chunked)):
             raise ValueError(f"{where}: a network has no {solver.name} form of its own; its layers choose their "
                              f"own solvers (solver= on each jrnn.RNN) under jrnn.auto(), or pass "
                              f"jrnn.sequential() or a Newton solver to solve it as one cell")

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jrnn._src.contract import LinearRecurrence, Windowed, WindowInputs, WindowState
+from jrnn._src.contract import Chunkwise, LinearRecurrence, Windowed, WindowInputs, WindowState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +77,28 @@ class LinearInnerCell(InnerCell, LinearRecurrence):
         return self.cell.readout(params, states, self.unpack(packed))
 
 
+@dataclasses.dataclass(frozen=True)
+class ChunkwiseInnerCell(InnerCell, Chunkwise):
+    """:class:`InnerCell` of a windowed :class:`jrnn.Chunkwise` cell: its chunk reads the unpacked
+    :class:`jrnn.WindowInputs`."""
+
+    def chunk(self, params: Any, state: Any, packed: jax.Array, valid: jax.Array | None, resets: jax.Array | None,
+              restart: Any) -> tuple[Any, jax.Array]:
+        return self.cell.chunk(params, state, self.unpack(packed), valid, resets, restart)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearChunkwiseInnerCell(LinearInnerCell, ChunkwiseInnerCell):
+    """Both: the inner cell of a windowed cell that is a :class:`jrnn.LinearRecurrence` and :class:`jrnn.Chunkwise`."""
+
+
 def inner_cell(cell: Windowed) -> InnerCell:
-    """The cell of ``cell``'s inner state (a :class:`jrnn.LinearRecurrence` when ``cell`` is one)."""
-    return LinearInnerCell(cell) if isinstance(cell, LinearRecurrence) else InnerCell(cell)
+    """The cell of ``cell``'s inner state, with the capabilities of ``cell`` that read the per-step inputs
+    (:class:`jrnn.LinearRecurrence`, :class:`jrnn.Chunkwise`)."""
+    linear, chunkwise = isinstance(cell, LinearRecurrence), isinstance(cell, Chunkwise)
+    kind = {(False, False): InnerCell, (True, False): LinearInnerCell, (False, True): ChunkwiseInnerCell,
+            (True, True): LinearChunkwiseInnerCell}[linear, chunkwise]
+    return kind(cell)
 
 
 def windows(cell: Windowed, params: Any, xs: jax.Array, state: WindowState, lengths: jax.Array | None,

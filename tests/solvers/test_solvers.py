@@ -16,6 +16,7 @@ from jrnn._src.cells.elman import ElmanKernel
 from jrnn._src.solvers.auto import Auto
 from jrnn._src.solvers.fused import _KERNELS, kernel_for
 from jrnn._src.solvers.linear import linear_scan, log_linear_scan
+from jrnn._src.windowed import inner_cell
 
 B, T, F, H = 3, 7, 2, 4
 
@@ -38,6 +39,10 @@ def test_auto_takes_the_fused_kernel_for_the_registered_cells_and_the_loop_for_t
         assert jrnn.auto().choose(cell) == jrnn.sequential()
     for cell in (jrnn.min_gru(H), jrnn.min_lstm(H), jrnn.lru(H, 2), jrnn.s5(H, 2), jrnn.rg_lru(H), jrnn.hawk_block(H)):
         assert jrnn.auto().choose(cell) == jrnn.associative(method="loop")
+    cell = jrnn.mamba2(H, state_size=2, head_dim=2)
+    for asked in (cell, inner_cell(cell)):  # the cell, and its inner cell, which jrnn.scan asks about
+        assert jrnn.auto().choose(asked) == jrnn.chunked()
+        assert jrnn.auto().choose(asked, state_mask=True) == jrnn.sequential()
     # state dropout never goes to the associative solver, whatever the backend
     with pytest.warns(DeprecationWarning):
         eager = jrnn.min_gru(H, parallel=True)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jrnn._src import checks
 from jrnn._src.cells import gates
 from jrnn._src.cells.mamba import _check_dt, _uniform
-from jrnn._src.contract import LinearRecurrence, Windowed, WindowInputs
+from jrnn._src.contract import Chunkwise, LinearRecurrence, Windowed, WindowInputs
 
 
 class Mamba2Params(NamedTuple):
@@ -61,7 +61,7 @@ class Mamba2Params(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Mamba2Cell(Windowed, LinearRecurrence):
+class Mamba2Cell(Windowed, LinearRecurrence, Chunkwise):
     """Mamba-2's block as one cell; build it with :func:`mamba2`. Its state is a :class:`jrnn.WindowState`: the last
     ``width - 1`` convolution inputs ``[..., K-1, E + 2GN]``, ``fresh`` (unused), and ``S`` flattened to
     ``[..., H·P·N]`` (head-major: index ``(h·P + p)·N + n``, transformers' ``[B, H, P, N]`` reshaped) as ``inner``.
@@ -178,8 +178,60 @@ class Mamba2Cell(Windowed, LinearRecurrence):
         ``in_proj(x)`` and the RMSNorm taken over each of the ``G`` groups of ``E/G`` channels."""
         x, _, C = self.convolved(params, inputs.window)
         S = states.reshape(*states.shape[:-1], self.num_heads, self.head_dim, self.state_size)
-        y = jnp.einsum("...hpn,...hn->...hp", S, C) + jnp.broadcast_to(params.D[:, None], x.shape) * x
-        y = y.reshape(*y.shape[:-2], -1) * jax.nn.silu(self._in_proj(params, inputs.x, 0, self.intermediate_size))
+        return self._gated_output(params, jnp.einsum("...hpn,...hn->...hp", S, C), x, inputs.x)
+
+    def chunk(self, params: Mamba2Params, inner: jax.Array, inputs: WindowInputs, valid: jax.Array | None,
+              resets: jax.Array | None, restart: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``C`` steps at once (:class:`jrnn.Chunkwise`), the SSD form (Dao & Gu 2024, section 6): with the log
+        decays ``l_t = Δ_t A`` summed within the chunk, ``λ_i = Σ_{t ≤ i} l_t``, and ``u_t = Δ_t x_t``::
+
+            y_i = Σ_{j ≤ i} exp(λ_i − λ_j) (C_i · B_j) u_j + exp(λ_i) C_i S_0        (segment by segment)
+            S_C = Σ_j exp(λ_C − λ_j) u_j ⊗ B_j + exp(λ_C) S_0
+
+        each a matrix product over the chunk; a reset cuts the sums at its step (the terms of earlier steps are
+        masked, and ``S_0`` becomes ``restart`` with the decay counted from there)."""
+        x, Bm, Cm = self.convolved(params, inputs.window)  # [B, C, H, P], [B, C, H, N] twice
+        dt = self.delta(params, inputs.x)  # [B, C, H]
+        log_decay = dt * jnp.broadcast_to(-jnp.exp(params.A_log), dt.shape)
+        u = x * dt[..., None]
+        if valid is not None:  # an invalid step leaves the state as it is: decay 1, input 0
+            log_decay = jnp.where(valid[..., None], log_decay, jnp.zeros_like(log_decay))
+            u = jnp.where(valid[..., None, None], u, jnp.zeros_like(u))
+        H, P, N = self.num_heads, self.head_dim, self.state_size
+        S0 = inner.reshape(*inner.shape[:-1], H, P, N)
+        size = dt.shape[1]
+        t = jnp.arange(size)
+        cum = jnp.cumsum(log_decay, axis=1)  # λ_i, [B, C, H]
+        from_S0 = jnp.einsum("bihn,bhpn->bihp", Cm, S0)  # C_i S_0
+        if resets is None:
+            segment = jnp.zeros(dt.shape[:2], jnp.int32)
+            base = jnp.zeros_like(cum)  # λ before the segment's first step
+            from_start, start_last = from_S0, S0
+        else:
+            segment = jnp.cumsum(resets, axis=1)
+            first = jax.lax.cummax(jnp.where(resets, t[None], 0).astype(jnp.int32), axis=1)  # the segment's first step
+            before = cum - log_decay
+            base = jnp.where((segment > 0)[..., None], jnp.take_along_axis(before, first[..., None], axis=1), 0.0)
+            R = jnp.broadcast_to(restart.reshape(*restart.shape[:-1], H, P, N), S0.shape)
+            later = segment > 0  # a step after the chunk's first reset starts from restart
+            from_start = jnp.where(later[..., None, None], jnp.einsum("bihn,bhpn->bihp", Cm, R), from_S0)
+            start_last = jnp.where(later[:, -1, None, None, None], R, S0)
+        same = (segment[:, :, None] == segment[:, None, :]) & (t[:, None] >= t[None, :])[None]  # [B, i, j]
+        heads = jnp.moveaxis(cum, -1, 1)  # [B, H, C]
+        gaps = heads[..., :, None] - heads[..., None, :]  # λ_i − λ_j, [B, H, i, j]
+        L = jnp.exp(jnp.where(same[:, None], gaps, -jnp.inf))  # 0 across segments and above the diagonal
+        scores = jnp.einsum("bihn,bjhn->bhij", Cm, Bm) * L
+        y = jnp.einsum("bhij,bjhp->bihp", scores, u) + jnp.exp(cum - base)[..., None] * from_start
+        last = segment[:, -1:]  # the last step's segment: what the state after the chunk remembers
+        weights = jnp.where((segment == last)[..., None], jnp.exp(cum[:, -1:] - cum), jnp.zeros_like(cum))  # [B, C, H]
+        S = jnp.einsum("bjh,bjhp,bjhn->bhpn", weights, u, Bm) + \
+            jnp.exp(cum[:, -1] - base[:, -1])[..., None, None] * start_last
+        return S.reshape(inner.shape).astype(inner.dtype), self._gated_output(params, y, x, inputs.x)
+
+    def _gated_output(self, params: Mamba2Params, sc: jax.Array, x: jax.Array, block_input: jax.Array) -> jax.Array:
+        """``out_proj(rmsnorm_G((S C + D x) ⊙ silu(z)) ⊙ norm_weight)`` from ``S C`` and ``x`` ``[..., H, P]``."""
+        y = sc + jnp.broadcast_to(params.D[:, None], x.shape) * x
+        y = y.reshape(*y.shape[:-2], -1) * jax.nn.silu(self._in_proj(params, block_input, 0, self.intermediate_size))
         grouped = y.reshape(*y.shape[:-1], self.n_groups, -1)
         grouped = grouped * jax.lax.rsqrt(jnp.mean(grouped * grouped, axis=-1, keepdims=True) + self.norm_eps)
         normed = jnp.broadcast_to(params.norm_weight, y.shape) * grouped.reshape(y.shape)

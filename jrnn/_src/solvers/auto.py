@@ -7,9 +7,10 @@ from typing import Any
 
 import jax
 
-from jrnn._src.contract import LinearRecurrence
+from jrnn._src.contract import Chunkwise, LinearRecurrence
 from jrnn._src.solvers.associative import Associative
 from jrnn._src.solvers.base import Problem, Solver
+from jrnn._src.solvers.chunked import Chunked
 from jrnn._src.solvers.fused import Fused, kernel_for
 from jrnn._src.solvers.sequential import Sequential
 
@@ -25,6 +26,8 @@ class Auto(Solver):
         """The solver taken for ``cell``, with state dropout when ``state_mask``."""
         if kernel_for(cell) is not None:
             return Fused(None, self.unroll)
+        if isinstance(cell, Chunkwise) and not state_mask:
+            return Chunked()
         if isinstance(cell, LinearRecurrence) and not state_mask:
             preferred = cell.parallel  # None, or the deprecated min_gru(parallel=...)
             if preferred is not None:
@@ -53,12 +56,14 @@ def auto() -> Auto:
        layer by layer, each layer with its own solver;
     2. a cell with a registered fused kernel (:func:`jrnn.elman`, :func:`jrnn.lstm`, :func:`jrnn.gru`, or one of
        yours, :func:`jrnn.register_fused_kernel`): :func:`jrnn.fused`;
-    3. a :class:`jrnn.LinearRecurrence` cell (:func:`jrnn.min_gru`, :func:`jrnn.lru`, :func:`jrnn.s5`,
+    3. a :class:`jrnn.Chunkwise` cell (:func:`jrnn.mamba2`) without state dropout: :func:`jrnn.chunked`
+       (``size=64``), measured fastest for training on this CPU (``python -m benchmarks linear``);
+    4. a :class:`jrnn.LinearRecurrence` cell (:func:`jrnn.min_gru`, :func:`jrnn.lru`, :func:`jrnn.s5`,
        :func:`jrnn.rg_lru`, :func:`jrnn.hawk_block`, :func:`jrnn.mamba`, ...) without state dropout:
        :func:`jrnn.associative` on a GPU or TPU backend; on a CPU ``jrnn.associative(method="loop")``, which
        measured fastest there, except for a cell whose coefficients expand its inputs (``expands``:
-       :func:`jrnn.mamba`, :func:`jrnn.s6`), which rule 4 steps, as measured faster;
-    4. every other cell: :func:`jrnn.sequential`.
+       :func:`jrnn.mamba`, :func:`jrnn.s6`), which rule 5 steps, as measured faster;
+    5. every other cell: :func:`jrnn.sequential`.
 
     The Newton solvers (:func:`jrnn.deer`, :func:`jrnn.quasi_deer`, :func:`jrnn.elk`) are never chosen: they trade
     exactness to a tolerance and extra work for depth, which pays only in the cases their page measures.

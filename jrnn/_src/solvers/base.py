@@ -49,7 +49,7 @@ class Problem(NamedTuple):
 
 class Solver(abc.ABC):
     """How :func:`jrnn.scan` evaluates a recurrence over time: :func:`jrnn.auto` (the default),
-    :func:`jrnn.sequential`, :func:`jrnn.fused`, :func:`jrnn.associative`, :func:`jrnn.deer`,
+    :func:`jrnn.sequential`, :func:`jrnn.fused`, :func:`jrnn.associative`, :func:`jrnn.chunked`, :func:`jrnn.deer`,
     :func:`jrnn.quasi_deer`, :func:`jrnn.elk`.
 
     A solver is a frozen dataclass of static options (hashable: it can be a static argument of ``jax.jit``). Its
