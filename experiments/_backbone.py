@@ -111,12 +111,20 @@ TIME_INVARIANT = ("s5", "lru")
 def cell(kind: str, d_model: int, options: dict | None = None) -> jrnn.Cell:
     """A block's cell, ``[B, T, D] -> [B, T, D]``: ``mamba`` (selective S6 in Mamba's block, Gu & Dao 2023),
     ``hawk`` (the RG-LRU in Hawk's block, De et al. 2024; input-dependent decay), ``s5`` (Smith et al. 2023) and
-    ``lru`` (Orvieto et al. 2023), linear and time-invariant like S4, or any of experiments/_models.py's cells
-    (``lstm``, ``gru``, ``min-gru``, ...) with ``D`` units. ``options`` go to the factory of the first four (for
-    ``s5``, ``lru`` and ``hawk`` ``state`` is the hidden size, ``D`` by default)."""
+    ``lru`` (Orvieto et al. 2023), linear and time-invariant like S4; the matrix-state blocks ``mamba2`` (Dao & Gu
+    2024; heads of ``min(64, 2D)`` channels, N = 16), ``gated_delta_net`` (Yang et al. 2024) and ``mlstm`` (Beck et
+    al. 2024), each with 4 heads unless told; or any of experiments/_models.py's cells (``lstm``, ``gru``,
+    ``min-gru``, ...) with ``D`` units. ``options`` go to the factory of all but the last (for ``s5``, ``lru`` and
+    ``hawk`` ``state`` is the hidden size, ``D`` by default)."""
     options = dict(options or {})
     if kind == "mamba":
         return jrnn.mamba(d_model, **options)
+    if kind == "mamba2":
+        return jrnn.mamba2(d_model, **{"head_dim": min(64, 2 * d_model), "state_size": 16, **options})
+    if kind == "gated_delta_net":
+        return jrnn.gated_delta_net(d_model, **options)
+    if kind == "mlstm":
+        return jrnn.mlstm(d_model, **options)
     if kind in ("s5", "lru", "hawk"):
         hidden = options.pop("state", d_model)
         factory = {"s5": jrnn.s5, "lru": jrnn.lru, "hawk": jrnn.hawk_block}[kind]

@@ -62,7 +62,7 @@ def test_induction_heads_rejects_a_sequence_too_short_for_a_trigger_and_its_toke
         induction_heads.induction_heads(jax.random.key(0), 2, 2)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "s5", "hawk", "mamba"])
+@pytest.mark.parametrize("kind", ["lstm", "s5", "hawk", "mamba", "mamba2", "gated_delta_net", "mlstm"])
 def test_streamed_answers_equal_one_scan_of_the_whole_sequence(kind):
     model = _backbone.backbone(kind, d_model=8, layers=2, vocab=16)
     params = model.init(jax.random.key(0))
