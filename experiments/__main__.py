@@ -19,7 +19,7 @@ from experiments import _common
 
 SHOWCASE: tuple[str, ...] = ("vanishing", "adding", "copy", "clipping", "fill_blank", "digits", "char_lm",
                               "selective_copy", "induction_heads")
-OTHERS: tuple[str, ...] = ("flax_classifier",)
+OTHERS: tuple[str, ...] = ("flax_classifier", "mqar")
 
 
 def run_one(name: str, profile: str, seed: int, out: pathlib.Path) -> dict:

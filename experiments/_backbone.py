@@ -152,12 +152,13 @@ def answer_loss(model: Backbone) -> Callable:
 
 
 def train(model: Backbone, sample: Callable, *, steps: int, lr: float, warmup: int, key: jax.Array,
-          desc: str, max_norm: float = 1.0) -> tuple[BackboneParams, list]:
+          desc: str, max_norm: float = 1.0, loss: Callable | None = None) -> tuple[BackboneParams, list]:
     """Adam with a linear warm-up and a cosine decay to a tenth, on fresh batches ``sample(key) -> (tokens[B, T],
-    targets[B, M])`` every step. Returns ``(params, curve)``, ``curve`` the training loss every 10 steps."""
+    targets)`` every step, with ``loss`` (default :func:`answer_loss`, ``targets [B, M]``). Returns ``(params,
+    curve)``, ``curve`` the training loss every 10 steps."""
     k_init, k_data = jax.random.split(key)
     schedule = optax.warmup_cosine_decay_schedule(0.0, lr, min(warmup, steps - 1), steps, end_value=lr / 10)
-    trainer = jrnn.train_step(answer_loss(model), optax.adam(schedule), max_norm=max_norm)
+    trainer = jrnn.train_step(loss or answer_loss(model), optax.adam(schedule), max_norm=max_norm)
     sample = jax.jit(sample)
 
     def batches(i):
