@@ -109,6 +109,34 @@ def register_torch_converter(class_name: str, converter: TorchConverter) -> None
     _CONVERTERS[class_name] = converter
 
 
+def module_state(module: Any) -> dict[str, jax.Array]:
+    """A torch module's ``state_dict`` as JAX arrays."""
+    return {name: jnp.asarray(t.detach().cpu().numpy()) for name, t in module.state_dict().items()}
+
+
+def fields_from_state(state: dict[str, Any], names: tuple) -> dict[str, Any]:
+    """``{field: state[torch_name]}`` for the ``(field, torch_name)`` pairs of ``names`` (None where the module has
+    no such tensor); a depthwise convolution's weight (field ``conv1d_weight``, torch's ``[C, 1, K]``) loses its
+    group axis."""
+    fields = {field: state.get(name) for field, name in names}
+    if fields.get("conv1d_weight") is not None:
+        fields["conv1d_weight"] = fields["conv1d_weight"][:, 0, :]
+    return fields
+
+
+def state_from_fields(params: Any, names: tuple) -> dict[str, Any]:
+    """The inverse of :func:`fields_from_state`: ``params``' fields as torch tensors under their torch names, in the
+    order of ``names``, absent ones (None) left out."""
+    torch = require("torch", "torch", "jrnn.to_torch")
+    out = {}
+    for field, name in names:
+        value = getattr(params, field)
+        if value is not None:
+            value = jnp.asarray(value)[:, None, :] if field == "conv1d_weight" else value
+            out[name] = torch.from_numpy(np.array(value, copy=True))
+    return out
+
+
 def from_torch(module: Any) -> tuple[TorchRNN, tuple]:
     """Converts a ``torch.nn.RNN`` (tanh or relu), ``torch.nn.LSTM`` (with ``proj_size``) or ``torch.nn.GRU``.
 

@@ -13,11 +13,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jrnn._src.cells.gated_delta_net import GatedDeltaNetCell, GatedDeltaNetParams, gated_delta_net
 from jrnn._src.extras import require
-from jrnn._src.interop.torch import TorchConverter, register_torch_converter
+from jrnn._src.interop.torch import (
+    TorchConverter,
+    fields_from_state,
+    module_state,
+    register_torch_converter,
+    state_from_fields,
+)
 from jrnn._src.scan import scan
 
 _FEATURE = "jrnn.from_torch / jrnn.to_torch"
@@ -55,26 +60,19 @@ def _from_module(module: Any) -> tuple[TorchGatedDeltaNet, GatedDeltaNetParams]:
                          f"(hidden_act='silu'), got {module.activation!r}")
     if module.conv1d.bias is not None:
         raise ValueError("jrnn.from_torch: expected a Qwen3NextGatedDeltaNet whose convolution has no bias, got one")
-    state = {name: jnp.asarray(t.detach().cpu().numpy()) for name, t in module.state_dict().items()}
+    state = module_state(module)
     weight = state["conv1d.weight"]
     cell = gated_delta_net(state["out_proj.weight"].shape[0], num_heads=module.num_k_heads,
                            head_k_dim=module.head_k_dim, head_v_dim=module.head_v_dim,
                            num_v_heads=module.num_v_heads, conv_width=weight.shape[-1],
                            eps=float(module.norm.variance_epsilon), dtype=weight.dtype)
-    named = {field: state[name] for field, name in _NAMES}
-    named["conv1d_weight"] = weight[:, 0, :]
+    named = fields_from_state(state, _NAMES)
     return TorchGatedDeltaNet(cell), GatedDeltaNetParams(**named)
 
 
 def _to_module(params: GatedDeltaNetParams) -> dict[str, Any]:
     """``params`` as a ``Qwen3NextGatedDeltaNet``'s ``state_dict``, in its order."""
-    torch = require("torch", "torch", _FEATURE)
-    out = {}
-    for field, name in _NAMES:
-        value = getattr(params, field)
-        value = jnp.asarray(value)[:, None, :] if field == "conv1d_weight" else value
-        out[name] = torch.from_numpy(np.array(value, copy=True))
-    return out
+    return state_from_fields(params, _NAMES)
 
 
 register_torch_converter("Qwen3NextGatedDeltaNet", TorchConverter(_from_module, GatedDeltaNetParams, _to_module))

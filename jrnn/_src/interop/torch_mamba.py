@@ -12,11 +12,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jrnn._src.cells.mamba import MambaCell, MambaParams, mamba
 from jrnn._src.extras import require
-from jrnn._src.interop.torch import TorchConverter, register_torch_converter
+from jrnn._src.interop.torch import (
+    TorchConverter,
+    fields_from_state,
+    module_state,
+    register_torch_converter,
+    state_from_fields,
+)
 from jrnn._src.scan import scan
 
 _FEATURE = "jrnn.from_torch / jrnn.to_torch"
@@ -54,7 +59,7 @@ def _from_mixer(mixer: Any) -> tuple[TorchMamba, MambaParams]:
     if not torch.allclose(mixer.act(probe), torch.nn.functional.silu(probe), atol=1e-12):
         raise ValueError(f"jrnn.from_torch: expected a MambaMixer whose activation is SiLU (hidden_act='silu'), "
                          f"got {getattr(mixer, 'activation', mixer.act)!r}")
-    state = {name: jnp.asarray(t.detach().cpu().numpy()) for name, t in mixer.state_dict().items()}
+    state = module_state(mixer)
     E, N = state["A_log"].shape
     weight = state["conv1d.weight"]
     hidden_size = state["out_proj.weight"].shape[0]
@@ -62,21 +67,13 @@ def _from_mixer(mixer: Any) -> tuple[TorchMamba, MambaParams]:
                  dt_rank=state["dt_proj.weight"].shape[1], conv_bias="conv1d.bias" in state,
                  bias="in_proj.bias" in state, dtype=weight.dtype)
     cell = dataclasses.replace(cell, intermediate_size=E)  # E = int(expand · D) exactly, whatever expand was
-    named = {field: state.get(name) for field, name in _NAMES}
-    named["conv1d_weight"] = weight[:, 0, :]
+    named = fields_from_state(state, _NAMES)
     return TorchMamba(cell), MambaParams(**named)
 
 
 def _to_mixer(params: MambaParams) -> dict[str, Any]:
     """``params`` as a ``MambaMixer``'s ``state_dict``, in its order."""
-    torch = require("torch", "torch", _FEATURE)
-    out = {}
-    for field, name in _NAMES:
-        value = getattr(params, field)
-        if value is not None:
-            value = jnp.asarray(value)[:, None, :] if field == "conv1d_weight" else value
-            out[name] = torch.from_numpy(np.array(value, copy=True))
-    return out
+    return state_from_fields(params, _NAMES)
 
 
 register_torch_converter("MambaMixer", TorchConverter(_from_mixer, MambaParams, _to_mixer))

@@ -13,11 +13,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jrnn._src.cells.mamba2 import Mamba2Cell, Mamba2Params, mamba2
 from jrnn._src.extras import require
-from jrnn._src.interop.torch import TorchConverter, register_torch_converter
+from jrnn._src.interop.torch import (
+    TorchConverter,
+    fields_from_state,
+    module_state,
+    register_torch_converter,
+    state_from_fields,
+)
 from jrnn._src.scan import scan
 
 _FEATURE = "jrnn.from_torch / jrnn.to_torch"
@@ -54,7 +59,7 @@ def _from_mixer(mixer: Any) -> tuple[TorchMamba2, Mamba2Params]:
     if not torch.allclose(mixer.act(probe), torch.nn.functional.silu(probe), atol=1e-12):
         raise ValueError(f"jrnn.from_torch: expected a Mamba2Mixer whose activation is SiLU (hidden_act='silu'), "
                          f"got {getattr(mixer, 'activation', mixer.act)!r}")
-    state = {name: jnp.asarray(t.detach().cpu().numpy()) for name, t in mixer.state_dict().items()}
+    state = module_state(mixer)
     H, P, G = int(mixer.num_heads), int(mixer.head_dim), int(mixer.n_groups)
     E = state["norm.weight"].shape[0]
     if E != H * P:
@@ -68,21 +73,13 @@ def _from_mixer(mixer: Any) -> tuple[TorchMamba2, Mamba2Params]:
                   dt_limit=tuple(mixer.time_step_limit), norm_eps=float(mixer.norm.variance_epsilon),
                   dtype=weight.dtype)
     cell = dataclasses.replace(cell, hidden_size=hidden_size)
-    named = {field: state.get(name) for field, name in _NAMES}
-    named["conv1d_weight"] = weight[:, 0, :]
+    named = fields_from_state(state, _NAMES)
     return TorchMamba2(cell), Mamba2Params(**named)
 
 
 def _to_mixer(params: Mamba2Params) -> dict[str, Any]:
     """``params`` as a ``Mamba2Mixer``'s ``state_dict``, in its order."""
-    torch = require("torch", "torch", _FEATURE)
-    out = {}
-    for field, name in _NAMES:
-        value = getattr(params, field)
-        if value is not None:
-            value = jnp.asarray(value)[:, None, :] if field == "conv1d_weight" else value
-            out[name] = torch.from_numpy(np.array(value, copy=True))
-    return out
+    return state_from_fields(params, _NAMES)
 
 
 register_torch_converter("Mamba2Mixer", TorchConverter(_from_mixer, Mamba2Params, _to_mixer))
