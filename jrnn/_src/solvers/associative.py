@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src.contract import LinearRecurrence
-from jrnn._src.sequences import keep_where
 from jrnn._src.solvers.base import Problem, Solver, last_valid, zero_padded
-from jrnn._src.solvers.linear import linear_scan, log_linear_scan
+from jrnn._src.solvers.linear import linear_loop, linear_scan, log_linear_scan
 
 METHODS = ("tree", "loop")
 
@@ -61,18 +60,8 @@ def _solve_by_loop(problem: Problem) -> tuple[jax.Array, Any]:
     a, b = cell.coefficients(params, xs)
     if cell.log_space:  # the loop multiplies one step at a time: no product of many small a to keep in range
         a, b = jnp.exp(a), jnp.exp(b)
-    dtype = jnp.result_type(a, b, state)
-    full = a.ndim == b.ndim + 1
-
-    def body(s, inputs):
-        a_t, b_t, reset = inputs
-        if reset is not None:  # a new segment starts from the cell's initial state
-            s = keep_where(reset, problem.restart.astype(dtype), s)
-        s = (jnp.einsum("...ij,...j->...i", a_t, s) if full else a_t * s) + b_t
-        return s, s
-
     resets = None if problem.resets is None else problem.resets.T
-    _, states = jax.lax.scan(body, state.astype(dtype), (a, b, resets))  # [T, B, H]
+    states = linear_loop(a, b, state, resets, problem.restart)  # [T, B, H]
     final = last_valid(states, problem, time_axis=0).astype(state.dtype)
     ys = jnp.swapaxes(cell.readout(params, states.astype(state.dtype), xs), 0, 1)
     return zero_padded(ys, problem.mask), final
