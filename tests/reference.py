@@ -394,3 +394,13 @@ def assert_states_close(actual, expected, **tol):
     assert len(a) == len(e)
     for x, y in zip(a, e, strict=True):
         np.testing.assert_allclose(x, y, **tol)
+
+
+def assert_uniform(w, low: float, high: float, what: str) -> None:
+    """``w``'s entries lie in ``[low, high]`` (to 1e-6 relative) and pass a Kolmogorov-Smirnov test against
+    U(low, high) at p > 0.001: an initialisation drawn as the reference code draws it."""
+    from scipy import stats
+
+    w = np.asarray(w, np.float64).ravel()
+    assert low - 1e-6 * abs(low) <= w.min() and w.max() <= high + 1e-6 * abs(high), what
+    assert stats.kstest(w, stats.uniform(low, high - low).cdf).pvalue > 0.001, what

@@ -18,7 +18,6 @@ import pytest
 import reference as ref
 import reference_delta as refd
 import reference_selective as refs
-from scipy import stats
 
 import jrnn
 
@@ -286,12 +285,6 @@ def test_from_torch_refuses_another_activation_and_a_flat_input():
 # The initialisation, the errors.
 # ----------------------------------------------------------------------------------------------------------------
 
-def _assert_uniform(w, low, high, what):
-    w = np.asarray(w, np.float64).ravel()
-    assert low * (1 + 1e-6) <= w.min() and w.max() <= high * (1 + 1e-6), what
-    assert stats.kstest(w, stats.uniform(low, high - low).cdf).pvalue > 0.001, what
-
-
 def test_initialisation_is_the_torch_constructors():
     """``A = exp(A_log)`` from U(0.01, 16) (Kolmogorov-Smirnov), ``dt_bias = 1``, the norm's scale 1, the linear
     maps and the convolution from U(±1/√fan_in)."""
@@ -301,12 +294,12 @@ def test_initialisation_is_the_torch_constructors():
     C, V = 2 * 4 * 8 + 512 * 6, 512 * 6
     assert params.in_proj_qkvz_weight.shape == (2 * 32 + 2 * V, 20) and params.in_proj_ba_weight.shape == (1024, 20)
     assert params.conv1d_weight.shape == (C, 4) and params.out_proj_weight.shape == (24, V)
-    _assert_uniform(np.exp(np.asarray(params.A_log, np.float64)), 0.01, 16.0, "exp(A_log)")
+    ref.assert_uniform(np.exp(np.asarray(params.A_log, np.float64)), 0.01, 16.0, "exp(A_log)")
     np.testing.assert_array_equal(params.dt_bias, np.ones(512))
     np.testing.assert_array_equal(params.norm_weight, np.ones(6))
     for name, fan_in in (("in_proj_qkvz_weight", 20), ("in_proj_ba_weight", 20), ("conv1d_weight", 4),
                          ("out_proj_weight", V)):
-        _assert_uniform(getattr(params, name), -fan_in ** -0.5, fan_in ** -0.5, name)
+        ref.assert_uniform(getattr(params, name), -fan_in ** -0.5, fan_in ** -0.5, name)
 
 
 def test_the_window_holds_q_k_v_before_the_convolution_and_the_state_is_one_memory_per_value_head():

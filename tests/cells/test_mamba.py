@@ -282,12 +282,6 @@ def test_from_torch_refuses_another_activation_and_a_flat_input():
 # The initialisation, the errors.
 # ----------------------------------------------------------------------------------------------------------------
 
-def _assert_uniform(w, bound, what):
-    w = np.asarray(w, np.float64).ravel()
-    assert np.abs(w).max() <= bound * (1 + 1e-6), what
-    assert stats.kstest(w, stats.uniform(-bound, 2 * bound).cdf).pvalue > 0.001, what
-
-
 def test_initialisation_is_the_official_recipe():
     """``A_log = log(1..N)``, ``D = 1``, ``Δ = softplus(b_Δ)`` log-uniform on [dt_min, dt_max] (Kolmogorov-Smirnov)
     and floored, ``W_Δ`` from U(±dt_scale/√R), the linear maps and the convolution from U(±1/√fan_in)."""
@@ -302,11 +296,11 @@ def test_initialisation_is_the_official_recipe():
     dt = np.logaddexp(0.0, np.asarray(params.dt_proj_bias, np.float64))
     assert 1e-3 * (1 - 1e-5) <= dt.min() and dt.max() <= 0.1 * (1 + 1e-5)
     assert stats.kstest(np.log(dt), stats.uniform(np.log(1e-3), np.log(100.0)).cdf).pvalue > 0.001
-    _assert_uniform(params.dt_proj_weight, R ** -0.5, "dt_proj_weight")
+    ref.assert_uniform(params.dt_proj_weight, -R ** -0.5, R ** -0.5, "dt_proj_weight")
     for name, bound in (("in_proj_weight", 24 ** -0.5), ("in_proj_bias", 24 ** -0.5), ("conv1d_weight", K ** -0.5),
                         ("conv1d_bias", K ** -0.5), ("x_proj_weight", E ** -0.5), ("out_proj_weight", E ** -0.5),
                         ("out_proj_bias", E ** -0.5)):
-        _assert_uniform(getattr(params, name), bound, name)
+        ref.assert_uniform(getattr(params, name), -bound, bound, name)
     assert params.in_proj_weight.shape == (2 * E, 24) and params.x_proj_weight.shape == (R + 2 * N, E)
     np.testing.assert_allclose(np.logaddexp(0.0, np.asarray(floored.dt_proj_bias, np.float64)), 1e-4, rtol=1e-4)
     assert np.abs(floored.dt_proj_weight).max() <= 3.0 and np.abs(floored.dt_proj_weight).max() > 1.5

@@ -264,12 +264,6 @@ def test_from_torch_refuses_another_activation_and_a_flat_input():
 # The initialisation, the errors.
 # ----------------------------------------------------------------------------------------------------------------
 
-def _assert_uniform(w, bound, what):
-    w = np.asarray(w, np.float64).ravel()
-    assert np.abs(w).max() <= bound * (1 + 1e-6), what
-    assert stats.kstest(w, stats.uniform(-bound, 2 * bound).cdf).pvalue > 0.001, what
-
-
 def test_initialisation_is_transformers():
     """``A_log = log(1..H)``, ``D = 1``, the norm's scale 1, ``Δ = softplus(dt_bias)`` log-uniform on
     [dt_min, dt_max] (Kolmogorov-Smirnov) and floored, the linear maps and the convolution from U(±1/√fan_in)."""
@@ -288,7 +282,7 @@ def test_initialisation_is_transformers():
     assert stats.kstest(np.log(dt), stats.uniform(np.log(1e-3), np.log(100.0)).cdf).pvalue > 0.001
     for name, bound in (("in_proj_weight", 24 ** -0.5), ("in_proj_bias", 24 ** -0.5), ("conv1d_weight", K ** -0.5),
                         ("conv1d_bias", K ** -0.5), ("out_proj_weight", E ** -0.5), ("out_proj_bias", E ** -0.5)):
-        _assert_uniform(getattr(params, name), bound, name)
+        ref.assert_uniform(getattr(params, name), -bound, bound, name)
     assert params.in_proj_weight.shape == (E + C + H, 24) and params.conv1d_weight.shape == (C, K)
     np.testing.assert_allclose(np.logaddexp(0.0, np.asarray(floored.dt_bias, np.float64)), 1e-4, rtol=1e-4)
     assert floored.conv1d_bias is None and floored.in_proj_bias is None and floored.out_proj_bias is None
