@@ -69,7 +69,7 @@ class Mamba2Cell(Windowed, LinearRecurrence, Chunkwise):
     ``hidden_size`` is the block's model width ``d_model``, the size of ``y_t``.
     """
 
-    expands = True  # E channels in, E·N coefficients: on a CPU jrnn.auto steps it
+    expands = True  # H·P·N coefficients from E channels: built for the whole sequence, they cost more than chunks
 
     hidden_size: int
     num_heads: int
