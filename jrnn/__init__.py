@@ -66,6 +66,7 @@ from jrnn._src.interop.flax import FlaxRNN, from_flax, to_flax
 from jrnn._src.interop.keras import KerasRNN, from_keras, to_keras
 from jrnn._src.interop.torch import TorchRNN, from_torch, to_torch
 from jrnn._src.lm import LanguageModel, LanguageModelParams, language_model
+from jrnn._src.residual import PreNorm, PreNormParams, pre_norm
 from jrnn._src.losses import last_valid, masked_cross_entropy, masked_mse
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
 from jrnn._src.plotting import plot_gradient_flow
@@ -117,7 +118,7 @@ __all__ = [
     "FusedKernel", "register_fused_kernel",
     "Bidirectional", "BidirectionalParams", "BidirectionalState", "bidirectional",
     "FunctionMerge", "SeedMerge", "SeedMergeParams", "seed_merge",
-    "Deep", "deep", "Readout", "ReadoutParams", "readout",
+    "Deep", "deep", "PreNorm", "PreNormParams", "pre_norm", "Readout", "ReadoutParams", "readout",
     # recurrent regularisation
     "RecurrentDropout", "recurrent_dropout",
     # training through time

@@ -15,6 +15,7 @@ from jrnn._src import checks, initializers
 from jrnn._src.contract import CannotStep, Cell, SequenceLayer
 from jrnn._src.deep import as_layer
 from jrnn._src.readout import Readout, ReadoutParams, readout
+from jrnn._src.residual import rms_norm
 from jrnn._src.sequences import valid_mask
 
 
@@ -26,11 +27,13 @@ class LanguageModelParams(NamedTuple):
       network: the network's parameters.
       readout: ``ReadoutParams(V, b)``: ``V`` ``[V, H]`` hidden-to-logits (None when tied to ``embedding``),
         ``b`` ``[V]``.
+      norm: ``[H]``, the scale of the RMSNorm before the readout (``norm=True``), or None.
     """
 
     embedding: jax.Array | None
     network: Any
     readout: ReadoutParams
+    norm: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +42,7 @@ class LanguageModel:
 
         x_t      = E[w_t]                            (one_hot(w_t) without an embedding table)
         s_t, y_t = network.step(s_{t-1}, x_t)
-        logits_t = V y_t + b                         (V = E with tying)
+        logits_t = V y_t + b                         (V = E with tying; V RMSNorm(y_t) + b with norm)
         p(w_{t+1} | w_1..w_t) = softmax(logits_t)
 
     Attributes:
@@ -49,6 +52,7 @@ class LanguageModel:
       tie: whether the readout's ``V`` is the embedding ``E``.
       head: the :class:`jrnn.Readout` to ``V`` logits.
       E_init: the embedding's initializer.
+      norm: whether an RMSNorm (learned scale, ``eps`` 1e-6) comes before the readout.
     """
 
     network: SequenceLayer
@@ -57,6 +61,7 @@ class LanguageModel:
     tie: bool
     head: Readout
     E_init: Callable
+    norm: bool = False
 
     @property
     def input_size(self) -> int:
@@ -72,7 +77,8 @@ class LanguageModel:
             embedding = self.E_init(k_embed, (self.vocab_size, self.embed_size), self.head.dtype)
         network = self.network.init(k_net, self.input_size)
         head = self.head.init(k_head, self.network.output_size)
-        return LanguageModelParams(embedding, network, head._replace(V=None) if self.tie else head)
+        norm = jnp.ones((self.network.output_size,), self.head.dtype) if self.norm else None
+        return LanguageModelParams(embedding, network, head._replace(V=None) if self.tie else head, norm)
 
     def initial_state(self, batch_shape=(), dtype=None) -> Any:
         """The network's zero state."""
@@ -87,7 +93,9 @@ class LanguageModel:
         return jnp.take(params.embedding, tokens, axis=0, mode="fill", fill_value=jnp.nan)
 
     def logits(self, params: LanguageModelParams, ys: jax.Array) -> jax.Array:
-        """``ys[..., H] -> logits[..., V]``, the readout ``V y + b``."""
+        """``ys[..., H] -> logits[..., V]``, the readout ``V y + b`` (``V RMSNorm(y) + b`` with ``norm``)."""
+        if self.norm:
+            ys = rms_norm(ys, params.norm, 1e-6)
         head = params.readout._replace(V=params.embedding) if self.tie else params.readout
         return self.head.apply(head, ys)
 
@@ -185,7 +193,8 @@ def check_token_range(tokens: jax.Array, vocab_size: int, where: str, name: str,
 
 
 def language_model(network: Any, vocab_size: int, embed_size: int | None = None, *, tie: bool = False,
-                   E_init: Callable = initializers.lecun_normal, dtype: Any = jnp.float32) -> LanguageModel:
+                   norm: bool = False, E_init: Callable = initializers.lecun_normal,
+                   dtype: Any = jnp.float32) -> LanguageModel:
     """A language model over ``vocab_size`` token ids: embedding → ``network`` → readout to logits.
 
     The seed's readout ``o_t = g(V s_t)`` with ``g = softmax`` over the vocabulary is a language model: it gives
@@ -210,6 +219,8 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
       tie: share ``E`` with the readout's ``V`` (Press & Wolf 2017, "Using the Output Embedding to Improve
         Language Models", EACL; Inan et al. 2017): ``V · D`` fewer parameters. Needs ``embed_size`` equal to the
         network's output size.
+      norm: an RMSNorm with a learned scale (init 1) before the readout, ``logits_t = V RMSNorm(y_t) + b``: the
+        final norm of a stack of :func:`jrnn.pre_norm` blocks, whose residual stream is never normalised otherwise.
       E_init: the initializer of ``E``; the default ``lecun_normal`` draws ``N(0, 1/D)``.
       dtype: the dtype of ``E``, ``V`` and ``b``.
 
@@ -232,8 +243,9 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
     vocab_size = checks.positive_int("vocab_size", vocab_size, where)
     if embed_size is not None:
         embed_size = checks.positive_int("embed_size", embed_size, where)
-    if not isinstance(tie, bool):
-        raise TypeError(f"{where}: expected tie to be a bool, got {tie!r}")
+    for name, flag in (("tie", tie), ("norm", norm)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{where}: expected {name} to be a bool, got {flag!r}")
     if not callable(E_init):
         raise TypeError(f"{where}: expected a callable E_init(key, shape, dtype), got {E_init!r}")
     try:
@@ -250,7 +262,7 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
                          f"embed_size D equal to the network's output size H = {layer.output_size}; got "
                          f"embed_size={embed_size}")
     _check_steps(layer, embed_size or vocab_size, where)
-    return LanguageModel(layer, vocab_size, embed_size, tie, readout(vocab_size, dtype=dtype), E_init)
+    return LanguageModel(layer, vocab_size, embed_size, tie, readout(vocab_size, dtype=dtype), E_init, norm)
 
 
 def _check_steps(layer: Any, input_size: int, where: str) -> None:
