@@ -66,13 +66,13 @@ from jrnn._src.interop.flax import FlaxRNN, from_flax, to_flax
 from jrnn._src.interop.keras import KerasRNN, from_keras, to_keras
 from jrnn._src.interop.torch import TorchRNN, from_torch, to_torch
 from jrnn._src.lm import LanguageModel, LanguageModelParams, language_model
-from jrnn._src.residual import PreNorm, PreNormParams, pre_norm
 from jrnn._src.losses import last_valid, masked_cross_entropy, masked_mse
 from jrnn._src.merge import FunctionMerge, SeedMerge, SeedMergeParams, seed_merge
 from jrnn._src.plotting import plot_gradient_flow
 from jrnn._src.readout import Readout, ReadoutParams, readout
 from jrnn._src.regularisation import RecurrentDropout, recurrent_dropout
 from jrnn._src.remat import checkpointed_scan
+from jrnn._src.residual import PreNorm, PreNormParams, pre_norm
 from jrnn._src.scan import RNN, newton_scan, scan
 from jrnn._src.sequences import reverse_sequences, valid_mask
 from jrnn._src.solvers.associative import associative
