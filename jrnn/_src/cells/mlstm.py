@@ -12,6 +12,11 @@ Per head, with ``ĩ_t``, ``f̃_t`` the soft-capped gate preactivations (one scal
 
 ``(C, n, m)`` stands for the unstabilised ``(C e^m, n e^m)``: the paper's ``C_t = f_t C_{t-1} + i_t v_t k_tᵀ`` with
 ``i_t = exp(ĩ_t)``, whose entries overflow where ``ĩ_t`` is large; ``h̃_t`` is the same (but for ``ε``).
+
+Both cells are :class:`jrnn.Chunkwise`: the stabiliser unrolls to a closed form, ``m_i = b_i + max(m_0,
+max_{j ≤ i}(ĩ_j − b_j))`` with ``b_i`` the log forget gates summed over the chunk, so a chunk of steps is computed
+exactly from ``[C, C]`` matrices per head (:meth:`MLSTMCell.chunk`), and :func:`jrnn.auto` runs them with
+``jrnn.chunked(64)``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import jax.numpy as jnp
 
 from jrnn._src import checks
 from jrnn._src.cells import gates
+from jrnn._src.contract import Chunkwise
 
 
 class MLSTMParams(NamedTuple):
@@ -74,6 +80,20 @@ class MLSTMState(NamedTuple):
     m: jax.Array
 
 
+def _segment_cummax(a: jax.Array, resets: jax.Array | None) -> jax.Array:
+    """``max_{j ≤ i, j in i's segment} a_j`` along axis 1 of ``a [B, C, ...]``, a segment starting where ``resets
+    [B, C]`` is True; the gradient goes to the maximising entry (halves on a tie, as ``jnp.maximum``'s)."""
+    if resets is None:
+        return jax.lax.cummax(a, axis=1)
+
+    def combine(x, y):
+        (a_x, r_x), (a_y, r_y) = x, y
+        return jnp.where(r_y, a_y, jnp.maximum(a_x, a_y)), r_x | r_y
+
+    flags = jnp.broadcast_to(resets.reshape(resets.shape + (1,) * (a.ndim - 2)), a.shape)
+    return jax.lax.associative_scan(combine, (a, flags), axis=1)[0]
+
+
 def soft_cap(z: jax.Array, cap: float | None) -> jax.Array:
     """``cap · tanh(z / cap)`` (no cap for None), as transformers' ``soft_cap``."""
     return z if cap is None else cap * jnp.tanh(z / cap)
@@ -96,9 +116,10 @@ def mlstm_recurrence(state: MLSTMState, q: jax.Array, k: jax.Array, v: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class MLSTMCell:
+class MLSTMCell(Chunkwise):
     """The mLSTM layer as one cell; build it with :func:`mlstm`. ``hidden_size`` is the size of ``y_t`` (the model
-    width); the state is an :class:`MLSTMState`."""
+    width); the state is an :class:`MLSTMState`. A :class:`jrnn.Chunkwise` cell: :meth:`chunk` computes a chunk of
+    steps at once, exactly, and :func:`jrnn.auto` runs it with ``jrnn.chunked(64)``."""
 
     hidden_size: int
     num_heads: int = 4
@@ -141,7 +162,9 @@ class MLSTMCell:
         return MLSTMState(jnp.zeros((*batch, NH, dqk, dv), dtype), jnp.zeros((*batch, NH, dqk), dtype),
                           jnp.zeros((*batch, NH), dtype))
 
-    def step(self, params: MLSTMParams, state: MLSTMState, x: jax.Array) -> tuple[MLSTMState, jax.Array]:
+    def projections(self, params: MLSTMParams, x: jax.Array) -> tuple[jax.Array, ...]:
+        """``(q, k, v, ĩ, f̃)`` from ``x [..., F]`` (any leading axes: one step or a chunk): ``q, k [..., NH, d_qk]``,
+        ``v [..., NH, d_v]``, the soft-capped gate preactivations ``[..., NH]``."""
         p, NH = params, self.num_heads
         heads = lambda a: a.reshape(*a.shape[:-1], NH, a.shape[-1] // NH)  # noqa: E731
         q = heads(gates.affine(x, p.q_weight, p.q_bias))
@@ -149,14 +172,93 @@ class MLSTMCell:
         v = heads(gates.affine(x, p.v_weight, p.v_bias))
         i_pre = soft_cap(gates.affine(x, p.igate_weight, p.igate_bias), self.gate_soft_cap)
         f_pre = soft_cap(gates.affine(x, p.fgate_weight, p.fgate_bias), self.gate_soft_cap)
-        state, h = mlstm_recurrence(state, q, k, v, i_pre, f_pre, self.eps)
+        return q, k, v, i_pre, f_pre
+
+    def output(self, params: MLSTMParams, h: jax.Array, x: jax.Array) -> jax.Array:
+        """``y = V (σ(U_o x + b_o) ⊙ LN(h̃)) + b_V``, ``[..., hidden_size]``, from ``h̃ [..., NH, d_v]`` and
+        ``x [..., F]``."""
+        p = params
         centred = h - jnp.mean(h, axis=-1, keepdims=True)
         h = centred * jax.lax.rsqrt(jnp.mean(centred ** 2, axis=-1, keepdims=True) + self.norm_eps)
         h = h.reshape(*h.shape[:-2], self.v_dim)
         h = h * jnp.broadcast_to(p.norm_weight, h.shape)
         h = h if p.norm_bias is None else h + jnp.broadcast_to(p.norm_bias, h.shape)
         o = jax.nn.sigmoid(gates.affine(x, p.ogate_weight, p.ogate_bias))
-        return state, gates.affine(o * h, p.out_proj_weight, p.out_proj_bias)
+        return gates.affine(o * h, p.out_proj_weight, p.out_proj_bias)
+
+    def step(self, params: MLSTMParams, state: MLSTMState, x: jax.Array) -> tuple[MLSTMState, jax.Array]:
+        state, h = mlstm_recurrence(state, *self.projections(params, x), self.eps)
+        return state, self.output(params, h, x)
+
+    def chunk(self, params: MLSTMParams, state: MLSTMState, xs: jax.Array, valid: jax.Array | None,
+              resets: jax.Array | None, restart: MLSTMState) -> tuple[MLSTMState, jax.Array]:
+        """``C`` steps at once (:class:`jrnn.Chunkwise`), exactly (the stabiliser has a closed form). Per head, with
+        the log forget gates summed within the segment, ``b_i = Σ_{t ≤ i} log σ(f̃_t)`` (from the segment's first
+        step in the chunk), and ``(C_0, n_0, m_0)`` the segment's initial state (the incoming one, ``restart``
+        after a reset)::
+
+            m_i = b_i + max(m_0, max_{j ≤ i} (ĩ_j − b_j))                       the step's m_i, unrolled
+            D_ij = exp(b_i − b_j + ĩ_j − m_i)  (j ≤ i, same segment; else 0),  g_i = exp(b_i + m_0 − m_i)
+            C_i = g_i C_0 + Σ_j D_ij k_j v_jᵀ,   n_i = g_i n_0 + Σ_j D_ij k_j
+            h̃_i = (g_i C_0ᵀ q̂_i + Σ_j D_ij (q̂_i · k_j) v_j) / (max(|q̂_i · n_i|, exp(−m_i)) + ε),
+            q̂_i · n_i = g_i q̂_i · n_0 + Σ_j D_ij (q̂_i · k_j)
+
+        every exponent at most 0, each sum a matrix product over the chunk (``[C, C]`` per head), ``m`` a cumulative
+        max over the segment (``O(C)``, its gradient to the maximising term as the step's ``jnp.maximum``); the state
+        after the chunk is row ``C - 1``'s. An invalid step leaves the state as it is (``log σ(f̃) → 0``, its term
+        masked), and every mask is applied before the ``exp`` with a finite fill, so no ``inf`` reaches a value or a
+        gradient."""
+        q, k, v, i_pre, f_pre = self.projections(params, xs)  # [B, C, NH, d_qk] twice, [B, C, NH, d_v], [B, C, NH]
+        q = q * q.shape[-1] ** -0.5
+        log_f = jax.nn.log_sigmoid(f_pre)
+        size = xs.shape[1]
+        t = jnp.arange(size)
+        keep = (t[:, None] >= t[None, :])[None]  # [1, i, j]: j ≤ i
+        if valid is not None:  # an invalid step leaves the state as it is: forget gate 1, no input
+            log_f = jnp.where(valid[..., None], log_f, jnp.zeros_like(log_f))
+            keep = keep & valid[:, None, :]
+        cum = jnp.cumsum(log_f, axis=1)  # [B, C, NH]
+        written = i_pre - cum  # ĩ_j − b_j (+ the segment's base, which b_i − b_j cancels)
+        if valid is not None:
+            written = jnp.where(valid[..., None], written, jnp.full_like(written, jnp.finfo(written.dtype).min))
+        C0, n0, m0 = state.C, state.n, state.m
+        if resets is None:
+            b = cum
+            m_start = jnp.broadcast_to(m0[:, None], cum.shape)
+            qC0 = jnp.einsum("bihk,bhkv->bihv", q, C0)
+            qn0 = jnp.einsum("bihk,bhk->bih", q, n0)
+            C_last, n_last = C0, n0
+        else:
+            segment = jnp.cumsum(resets, axis=1)
+            keep = keep & (segment[:, :, None] == segment[:, None, :])
+            first = jax.lax.cummax(jnp.where(resets, t[None], 0).astype(jnp.int32), axis=1)  # the segment's start
+            before = jnp.take_along_axis(cum - log_f, first[..., None], axis=1)
+            later = segment > 0  # a step after the chunk's first reset starts from restart
+            b = cum - jnp.where(later[..., None], before, jnp.zeros_like(before))
+            R = jax.tree_util.tree_map(lambda r, s: jnp.broadcast_to(r, s.shape).astype(s.dtype), restart, state)
+            m_start = jnp.where(later[..., None], R.m[:, None], m0[:, None])
+            qC0 = jnp.where(later[..., None, None], jnp.einsum("bihk,bhkv->bihv", q, R.C),
+                            jnp.einsum("bihk,bhkv->bihv", q, C0))
+            qn0 = jnp.where(later[..., None], jnp.einsum("bihk,bhk->bih", q, R.n), jnp.einsum("bihk,bhk->bih", q, n0))
+            C_last = jnp.where(later[:, -1, None, None, None], R.C, C0)
+            n_last = jnp.where(later[:, -1, None, None], R.n, n0)
+        heads = jnp.moveaxis(cum, -1, 1)  # [B, NH, C]
+        gates_in = jnp.moveaxis(i_pre, -1, 1)
+        logits = heads[..., :, None] - heads[..., None, :] + gates_in[..., None, :]  # b_i − b_j + ĩ_j, [B, NH, i, j]
+        logits = jnp.where(keep[:, None], logits, jnp.full_like(logits, jnp.finfo(logits.dtype).min))
+        from_start = b + m_start  # b_i + m_0, [B, C, NH]
+        m = jnp.maximum(from_start, cum + _segment_cummax(written, resets))  # [B, C, NH]
+        g = jnp.exp(from_start - m)
+        D = jnp.exp(logits - jnp.moveaxis(m, -1, 1)[..., None])  # [B, NH, i, j]
+        scores = D * jnp.einsum("bihk,bjhk->bhij", q, k)
+        numerator = g[..., None] * qC0 + jnp.einsum("bhij,bjhv->bihv", scores, v)
+        qn = g * qn0 + jnp.moveaxis(jnp.sum(scores, axis=-1), 1, -1)
+        h = numerator / (jnp.maximum(jnp.abs(qn), jnp.exp(-m)) + self.eps)[..., None]
+        last = D[:, :, -1]  # [B, NH, j]: the last row's weights
+        C = g[:, -1, :, None, None] * C_last + jnp.einsum("bhj,bjhk,bjhv->bhkv", last, k, v)
+        n = g[:, -1, :, None] * n_last + jnp.einsum("bhj,bjhk->bhk", last, k)
+        final = MLSTMState(C.astype(state.C.dtype), n.astype(state.n.dtype), m[:, -1].astype(state.m.dtype))
+        return final, self.output(params, h, xs)
 
     def input_size(self, params: MLSTMParams) -> int:
         return params.q_weight.shape[-1]
@@ -183,8 +285,13 @@ def mlstm(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 0.5, v
     input gate exponential, and ``m`` their stabiliser: ``(C, n)`` is the paper's memory and normaliser scaled by
     ``e^{-m}``, so every ``exp`` above is at most 1 however large ``ĩ`` is. As transformers, the query (not the key)
     carries ``1/√d_qk`` (the same ``h̃``; ``C`` and ``n`` are transformers' own), and ``ε`` is added after the max.
-    transformers' parallel and chunkwise forms compute the same outputs; here the step is the definition and
-    :func:`jrnn.scan` the sequence. In xLSTM-7B the layer sits in a residual block after an RMSNorm, with a gated
+    transformers' parallel and chunkwise forms compute the same outputs. Here the step is the definition, and a
+    chunk of ``C`` steps is also computed at once (:meth:`MLSTMCell.chunk`, a :class:`jrnn.Chunkwise` cell): with
+    ``b_i = Σ_{t ≤ i} log σ(f̃_t)`` over the chunk, ``m_i = b_i + max(m_0, max_{j ≤ i}(ĩ_j − b_j))`` and
+    ``D_ij = exp(b_i − b_j + ĩ_j − m_i)`` (``j ≤ i``), ``C_i = exp(b_i + m_0 − m_i) C_0 + Σ_j D_ij k_j v_jᵀ``, so
+    ``h̃`` comes from matrix products with every exponent at most 0, exact (the same function, not an approximation).
+    :func:`jrnn.scan`'s default, :func:`jrnn.auto`, takes ``jrnn.chunked(64)`` for it; ``jrnn.sequential()`` steps.
+    In xLSTM-7B the layer sits in a residual block after an RMSNorm, with a gated
     feed-forward after it (transformers' ``xLSTMBlock``); the input size here is the one given to ``init``.
 
     Initialisation (transformers' ``_init_weights``; the official ``xlstm_large`` code leaves it to its training
@@ -211,9 +318,14 @@ def mlstm(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 0.5, v
       >>> import jax, jax.numpy as jnp, jrnn
       >>> cell = jrnn.mlstm(8, num_heads=2)
       >>> params = cell.init(jax.random.key(0), input_size=8)
-      >>> ys, state = jrnn.scan(cell, params, jax.random.normal(jax.random.key(1), (3, 10, 8)))
+      >>> xs = jax.random.normal(jax.random.key(1), (3, 10, 8))
+      >>> ys, state = jrnn.scan(cell, params, xs)  # jrnn.auto(): jrnn.chunked(64)
       >>> ys.shape, state.C.shape, state.n.shape, state.m.shape
       ((3, 10, 8), (3, 2, 2, 4), (3, 2, 2), (3, 2))
+      >>> steps, _ = jrnn.scan(cell, params, xs, solver=jrnn.sequential())
+      >>> chunks, _ = jrnn.scan(cell, params, xs, solver=jrnn.chunked(4))
+      >>> bool(jnp.allclose(chunks, steps, atol=1e-5)), bool(jnp.allclose(ys, steps, atol=1e-5))
+      (True, True)
     """
     return _layer("jrnn.mlstm", hidden_size, num_heads, qk_dim_factor, v_dim_factor, bias, gate_soft_cap, eps, norm_eps,
                   num_layers, dtype)
@@ -281,9 +393,11 @@ def _rms_norm(x: jax.Array, weight: jax.Array, bias: jax.Array | None, eps: floa
 
 
 @dataclasses.dataclass(frozen=True)
-class MLSTMBlockCell:
+class MLSTMBlockCell(Chunkwise):
     """xLSTM-7B's block as one cell; build it with :func:`mlstm_block`. ``layer`` is its :class:`MLSTMCell`; the
-    state is the layer's :class:`MLSTMState`; input and output have the model width ``hidden_size``."""
+    state is the layer's :class:`MLSTMState`; input and output have the model width ``hidden_size``. A
+    :class:`jrnn.Chunkwise` cell (its layer's :meth:`MLSTMCell.chunk` between the pointwise parts), which
+    :func:`jrnn.auto` runs with ``jrnn.chunked(64)``."""
 
     layer: MLSTMCell
     ffn_size: int
@@ -317,13 +431,27 @@ class MLSTMBlockCell:
         return self.layer.initial_state(batch_shape, dtype)
 
     def step(self, params: MLSTMBlockParams, state: MLSTMState, x: jax.Array) -> tuple[MLSTMState, jax.Array]:
-        p, eps = params, self.layer.norm_eps
-        state, y = self.layer.step(p.mlstm_layer, state, _rms_norm(x, p.norm_mlstm_weight, p.norm_mlstm_bias, eps))
-        x = x + y
-        u = _rms_norm(x, p.norm_ffn_weight, p.norm_ffn_bias, eps)
+        p = params
+        state, y = self.layer.step(p.mlstm_layer, state, _rms_norm(x, p.norm_mlstm_weight, p.norm_mlstm_bias,
+                                                                   self.layer.norm_eps))
+        return state, self._feed_forward(p, x + y)
+
+    def chunk(self, params: MLSTMBlockParams, state: MLSTMState, xs: jax.Array, valid: jax.Array | None,
+              resets: jax.Array | None, restart: MLSTMState) -> tuple[MLSTMState, jax.Array]:
+        """``C`` steps at once (:class:`jrnn.Chunkwise`): the RMSNorm of ``xs [B, C, D]``, the layer's
+        :meth:`MLSTMCell.chunk`, then the residual and the feed-forward, pointwise in time."""
+        p = params
+        normed = _rms_norm(xs, p.norm_mlstm_weight, p.norm_mlstm_bias, self.layer.norm_eps)
+        state, ys = self.layer.chunk(p.mlstm_layer, state, normed, valid, resets, restart)
+        return state, self._feed_forward(p, xs + ys)
+
+    def _feed_forward(self, params: MLSTMBlockParams, x: jax.Array) -> jax.Array:
+        """``x + V_down (silu(U_gate r) ⊙ U_up r)``, ``r = RMSNorm'(x)``: the block's second half on ``x [..., D]``."""
+        p = params
+        u = _rms_norm(x, p.norm_ffn_weight, p.norm_ffn_bias, self.layer.norm_eps)
         gate = jax.nn.silu(gates.affine(u, p.proj_up_gate_weight, p.proj_up_gate_bias))
-        return state, x + gates.affine(gate * gates.affine(u, p.proj_up_weight, p.proj_up_bias),
-                                       p.proj_down_weight, p.proj_down_bias)
+        return x + gates.affine(gate * gates.affine(u, p.proj_up_weight, p.proj_up_bias), p.proj_down_weight,
+                                p.proj_down_bias)
 
     def input_size(self, params: MLSTMBlockParams) -> int:
         return params.norm_mlstm_weight.shape[-1]
@@ -341,7 +469,9 @@ def mlstm_block(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 
         x'_t = x_t + u_t
         y_t  = x'_t + V_down (silu(U_gate r_t) ⊙ U_up r_t),   r_t = RMSNorm'(x'_t)
 
-    ``RMSNorm(x) = x / √(mean(x²) + norm_eps) ⊙ w (+ b)``. The input size is ``hidden_size`` (the residual).
+    ``RMSNorm(x) = x / √(mean(x²) + norm_eps) ⊙ w (+ b)``. The input size is ``hidden_size`` (the residual). A
+    :class:`jrnn.Chunkwise` cell: a chunk is the RMSNorm of its inputs, the layer's chunk (:meth:`MLSTMCell.chunk`),
+    then the residual and the feed-forward, pointwise in time; :func:`jrnn.auto` takes ``jrnn.chunked(64)``.
 
     Args:
       hidden_size: D, the model width: the size of ``x_t`` and ``y_t``.
