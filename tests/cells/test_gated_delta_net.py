@@ -2,10 +2,12 @@
 
 Against its NumPy equations (tests/reference_delta.py, ``S_t = α_t (I - β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ`` as
 a matrix product) in float64: the sequential scan with lengths, in reverse, from an initial state, with resets, and
-``cell.step`` in a Python loop; a prefill then steps is one forward pass; transformers' ``Qwen3NextGatedDeltaNet``
-is reproduced on both of its PyTorch paths (the chunked WY form and the token-by-token loop), its cached stepping
-too, and round-trips exactly; the constructor's initialisation and the factory's errors. The contract over every
-solver is tests/test_contract.py (registry entry ``gated_delta_net``).
+``cell.step`` in a Python loop; a prefill then steps is one forward pass; the chunkwise WY/UT form
+(``jrnn.chunked``, which ``jrnn.auto()`` takes) against the sequential scan in values, final states and every
+gradient, and in float32 over many chunks; transformers' ``Qwen3NextGatedDeltaNet`` is reproduced on both of its
+PyTorch paths (the chunked WY form and the token-by-token loop) by both solvers, its cached stepping too, and
+round-trips exactly; the constructor's initialisation and the factory's errors. The contract over every solver is
+tests/test_contract.py (registry entry ``gated_delta_net``, with ``jrnn.chunked(4)``).
 """
 
 import contextlib
@@ -18,6 +20,7 @@ import pytest
 import reference as ref
 import reference_delta as refd
 import reference_selective as refs
+import registry
 
 import jrnn
 
@@ -105,6 +108,92 @@ def test_prefill_then_steps_is_one_forward_pass():
     whole, final, stepped, state = run(params, xs)
     np.testing.assert_allclose(stepped, whole[:, prompt:], **TOL)
     for a, e in zip(state, final, strict=True):
+        np.testing.assert_allclose(a, e, **TOL)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The chunkwise form (jrnn.chunked): the WY/UT solve against the steps.
+# ----------------------------------------------------------------------------------------------------------------
+
+CHUNK_T = 11
+CHUNK_LENGTHS = np.array([11, 7, 0], np.int32)
+CHUNK_RESETS = np.zeros((B, CHUNK_T), bool)
+CHUNK_RESETS[0, [4, 5]] = True  # two segments back to back, the second one step long
+CHUNK_RESETS[1, 3] = True
+
+
+def _chunk_problem(dtype, time=CHUNK_T):
+    """``(cell, params, xs, s0)``: the constructor's parameters moved by N(0, 0.3²) (away from ``dt_bias = 1`` and
+    the norm's scale 1), a random window and memory."""
+    cell = jrnn.gated_delta_net(4, dtype=dtype, **HEADS)
+    params = cell.init(jax.random.key(0), F)
+    noise = jax.tree.map(lambda p: 0.3 * jax.random.normal(jax.random.key(5), p.shape, p.dtype), params)
+    params = jax.tree.map(jnp.add, params, noise)
+    xs = jax.random.normal(jax.random.key(1), (B, time, F), dtype)
+    s0 = jax.tree.map(lambda a: jax.random.normal(jax.random.key(3), a.shape, a.dtype), cell.initial_state((B,), dtype))
+    return cell, params, xs, s0
+
+
+def test_the_cell_is_chunkwise_and_auto_takes_chunks_of_64():
+    cell = jrnn.gated_delta_net(4, **HEADS)
+    assert isinstance(cell, jrnn.Chunkwise) and jrnn.auto().choose(cell) == jrnn.chunked(64)
+    assert jrnn.auto().choose(cell, state_mask=True) == jrnn.sequential()
+
+
+@pytest.mark.parametrize("size", [1, 3, 16])  # one step; not dividing T = 11; more than T
+def test_chunks_equal_the_sequential_scan_in_values_and_gradients(size):
+    """With lengths (a full, a short and an empty row), resets (two adjacent), reverse and a random initial state
+    (window and memories): outputs, final states and the gradients w.r.t. the parameters, the inputs and the
+    initial state, in float64 to 1e-10 (measured: about 1e-13)."""
+    cell, params, xs, s0 = _chunk_problem(jnp.float64)
+    lengths, resets = jnp.asarray(CHUNK_LENGTHS), jnp.asarray(CHUNK_RESETS)
+
+    @jax.jit
+    def run(params, xs, s0):
+        out = {}
+        for name, solver in (("chunked", jrnn.chunked(size)), ("sequential", jrnn.sequential())):
+            for reverse in (False, True):
+                for r in (None, resets):
+                    loss = registry.scan_loss(cell, solver, lengths, r, reverse)
+                    ys, final = jrnn.scan(cell, params, xs, lengths=lengths, initial_state=s0, reverse=reverse,
+                                          resets=r, solver=solver)
+                    out[name, reverse, r is None] = (ys, final, jax.grad(loss, argnums=(0, 1, 2))(params, xs, s0))
+        return out
+
+    out = run(params, xs, s0)
+    for (name, reverse, plain), got in out.items():
+        want = out["sequential", reverse, plain]
+        for a, e in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            assert np.all(np.isfinite(a))
+            np.testing.assert_allclose(a, e, err_msg=f"{name}, size {size}, reverse={reverse}, resets={not plain}",
+                                       **TOL)
+
+
+def test_float32_chunks_agree_over_many_chunks():
+    """T = 200 in chunks of 64 (the last one padded), float32: outputs to 5e-5 (measured 4.6e-6 of outputs up to
+    3.5, and up to 1.3e-5 on other draws; the sequential scan is as far from float64, 6e-6: the RMSNorm of a small
+    read ``o`` magnifies either's rounding), the memories to 1e-6 (measured 6e-8)."""
+    with jax.enable_x64(False):
+        cell, params, xs, s0 = _chunk_problem(jnp.float32, time=200)
+        a, fa = jrnn.scan(cell, params, xs, initial_state=s0, solver=jrnn.chunked(64))
+        b, fb = jrnn.scan(cell, params, xs, initial_state=s0, solver=jrnn.sequential())
+    assert a.dtype == fa.inner.dtype == jnp.float32
+    np.testing.assert_allclose(a, b, rtol=5e-5, atol=5e-5)
+    np.testing.assert_allclose(fa.inner, fb.inner, rtol=1e-6, atol=1e-6)
+
+
+def test_a_masked_decay_pair_leaves_no_nan_in_the_gradient():
+    """Strong decays (``A = e^5``, ``log α`` down to hundreds a step): the pairs above the diagonal would
+    overflow ``exp(g_i - g_j)``; they are masked before the ``exp``, so the gradient stays finite and equal to the
+    steps'."""
+    cell, params, xs, s0 = _chunk_problem(jnp.float64)
+    params = params._replace(A_log=jnp.full_like(params.A_log, 5.0), dt_bias=jnp.full_like(params.dt_bias, 3.0))
+
+    def grad(solver):
+        return jax.grad(lambda p: jnp.sum(jrnn.scan(cell, p, 4 * xs, initial_state=s0, solver=solver)[0]))(params)
+
+    for a, e in zip(jax.tree.leaves(grad(jrnn.chunked(8))), jax.tree.leaves(grad(jrnn.sequential())), strict=True):
+        assert np.all(np.isfinite(a))
         np.testing.assert_allclose(a, e, **TOL)
 
 
@@ -198,7 +287,7 @@ def test_transformers_runs_its_pytorch_path_on_a_cpu():
 @pytest.mark.parametrize("path", ["chunk", "chunk4", "recurrent"])
 def test_from_torch_reproduces_the_module_on_its_torch_paths_and_to_torch_round_trips(path):
     """float32 throughout (transformers' delta rule runs in float32 whatever the dtype): agreement to 1e-5 of
-    outputs up to 3.3 (measured: 2.5e-6 to 3.2e-6)."""
+    outputs up to 3.3 (measured with ``jrnn.auto()``, chunks of 64: 7e-7 to 1.1e-6)."""
     torch, _, qwen, module, config = _module()
     x = torch.randn(2, 9, 16)
     with _torch_path(qwen, path) as calls:
@@ -233,16 +322,21 @@ def test_from_torch_reproduces_the_module_on_its_torch_paths_and_to_torch_round_
 
 @pytest.mark.parametrize("path", ["chunk4", "recurrent"])
 def test_float64_reproduction_is_exact_but_for_transformers_float32_casts(path):
-    """In float64 with transformers' float32 casts kept in float64, jrnn agrees with both torch paths to 1e-12."""
+    """In float64 with transformers' float32 casts kept in float64, jrnn agrees with both torch paths to 1e-12, in
+    chunks (of 4, and of 64 as ``jrnn.auto()`` and so ``fn`` take them) and stepped."""
     torch, _, qwen, module, _ = _module()
     module = module.double()
     x = torch.randn(2, 9, 16, dtype=torch.float64)
     fn, params = jrnn.from_torch(module)
-    got = np.asarray(fn(params, jnp.asarray(x.numpy())))
     with _torch_path(qwen, path), _casts_kept_in_float64(torch):
         want = _forward(torch, module, x)
-    print(f"max |jrnn - transformers ({path})| in float64, its casts kept in float64:", np.abs(got - want).max())
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    for solver in (jrnn.chunked(4), jrnn.chunked(64), jrnn.sequential()):  # fn runs jrnn.auto(): chunks of 64
+        got = np.asarray(jrnn.scan(fn.cell, params, jnp.asarray(x.numpy()), solver=solver)[0])
+        print(f"max |jrnn {solver.name}({getattr(solver, 'size', '')}) - transformers ({path})| in float64, its casts "
+              f"kept in float64:", np.abs(got - want).max())
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=repr(solver))
+    np.testing.assert_array_equal(fn(params, jnp.asarray(x.numpy())), jrnn.scan(fn.cell, params,
+                                                                                 jnp.asarray(x.numpy()))[0])
 
 
 def test_step_after_a_prefill_is_transformers_cached_stepping():
@@ -300,6 +394,21 @@ def test_initialisation_is_the_torch_constructors():
     for name, fan_in in (("in_proj_qkvz_weight", 20), ("in_proj_ba_weight", 20), ("conv1d_weight", 4),
                          ("out_proj_weight", V)):
         ref.assert_uniform(getattr(params, name), -fan_in ** -0.5, fan_in ** -0.5, name)
+
+
+def test_dt_range_draws_fla_s_initialisation():
+    """fla's ``GatedDeltaNet`` (the paper's code): ``A`` from U(0, 16), ``softplus(dt_bias)`` log-uniform on
+    ``dt_range``; everything else as transformers' (the same key gives the same projections)."""
+    cell = jrnn.gated_delta_net(8, num_heads=2, num_v_heads=512, head_k_dim=2, head_v_dim=2, dt_range=(0.001, 0.1))
+    params = cell.init(jax.random.key(0), 5)
+    dt = np.log1p(np.exp(np.asarray(params.dt_bias, np.float64)))
+    ref.assert_uniform(np.log(dt), np.log(0.001), np.log(0.1), "log softplus(dt_bias)")
+    ref.assert_uniform(np.exp(np.asarray(params.A_log, np.float64)), 0.0, 16.0, "exp(A_log)")
+    plain = jrnn.gated_delta_net(8, num_heads=2, num_v_heads=512, head_k_dim=2, head_v_dim=2).init(jax.random.key(0), 5)
+    np.testing.assert_array_equal(params.in_proj_qkvz_weight, plain.in_proj_qkvz_weight)
+    with pytest.raises(ValueError, match=r"expected dt_range = \(dt_min, dt_max\) with 0 < dt_min <= dt_max, or None; "
+                                         r"got \(0.1, 0.001\)"):
+        jrnn.gated_delta_net(8, dt_range=(0.1, 0.001))
 
 
 def test_the_window_holds_q_k_v_before_the_convolution_and_the_state_is_one_memory_per_value_head():
