@@ -152,10 +152,12 @@ def answer_loss(model: Backbone) -> Callable:
 
 
 def train(model: Backbone, sample: Callable, *, steps: int, lr: float, warmup: int, key: jax.Array,
-          desc: str, max_norm: float = 1.0, loss: Callable | None = None) -> tuple[BackboneParams, list]:
+          desc: str, max_norm: float = 1.0, loss: Callable | None = None,
+          until: Callable | None = None) -> tuple[BackboneParams, list]:
     """Adam with a linear warm-up and a cosine decay to a tenth, on fresh batches ``sample(key) -> (tokens[B, T],
-    targets)`` every step, with ``loss`` (default :func:`answer_loss`, ``targets [B, M]``). Returns ``(params,
-    curve)``, ``curve`` the training loss every 10 steps."""
+    targets)`` every step, with ``loss`` (default :func:`answer_loss`, ``targets [B, M]``); ``until(params)``,
+    asked every 100 steps, stops it early (:func:`experiments._common.fit`). Returns ``(params, curve)``,
+    ``curve`` the training loss every 10 steps."""
     k_init, k_data = jax.random.split(key)
     schedule = optax.warmup_cosine_decay_schedule(0.0, lr, min(warmup, steps - 1), steps, end_value=lr / 10)
     trainer = jrnn.train_step(loss or answer_loss(model), optax.adam(schedule), max_norm=max_norm)
@@ -165,7 +167,8 @@ def train(model: Backbone, sample: Callable, *, steps: int, lr: float, warmup: i
         tokens, targets = sample(jax.random.fold_in(k_data, i))
         return jrnn.Batch(tokens, targets)
 
-    params, curve, _ = _common.fit(trainer, model.init(k_init), batches, steps=steps, key=k_data, desc=desc)
+    params, curve, _ = _common.fit(trainer, model.init(k_init), batches, steps=steps, key=k_data, desc=desc,
+                                   until=until)
     return params, curve
 
 

@@ -97,11 +97,13 @@ class RowCache:
         self.path.unlink(missing_ok=True)
 
 
-def fit(trainer, params, batches, *, steps: int, key, desc: str, log_every: int = 10):
+def fit(trainer, params, batches, *, steps: int, key, desc: str, log_every: int = 10, until=None,
+        check_every: int = 100):
     """Runs ``trainer.step`` (a :func:`jrnn.train_step`) over ``steps`` batches with a progress bar.
 
     ``batches(i)`` returns the i-th :class:`jrnn.Batch`. Returns ``(params, curve)``, ``curve`` a list of
-    ``(step, loss)`` every ``log_every`` steps, and the metrics of the last step.
+    ``(step, loss)`` every ``log_every`` steps and at the last step run, and the metrics of the last step. With
+    ``until(params) -> bool``, asked every ``check_every`` steps, training stops early once it says True.
     """
     import jax
 
@@ -111,11 +113,14 @@ def fit(trainer, params, batches, *, steps: int, key, desc: str, log_every: int 
     for i in bar:
         key, sub = jax.random.split(key)
         params, opt_state, metrics = trainer.step(params, opt_state, batches(i), sub)
-        if i % log_every == 0 or i == steps - 1:
+        done = until is not None and (i + 1) % check_every == 0 and i + 1 < steps and until(params)
+        if i % log_every == 0 or i == steps - 1 or done:
             loss = float(metrics["loss"])
             curve.append((i, loss))
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss:.4g}")
+        if done:
+            break
     return params, curve, metrics
 
 

@@ -1,6 +1,8 @@
 """Multi-query associative recall (experiments/mqar.py): the generator against its definition, the loss and the
 accuracy against their definitions on hand-made logits, and a tiny run of the sweep."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,7 +62,7 @@ def test_loss_and_accuracy_count_only_the_queries():
 def test_a_tiny_sweep_runs_and_takes_each_models_best_learning_rate(monkeypatch, tmp_path):
     monkeypatch.setitem(mqar.PROFILES, "quick", dict(settings=((16, 2),), vocab=8, d_models=(4,), layers=1, batch=4,
                                                      steps=3, warmup=1, lrs=(1e-3, 1e-2), test=8,
-                                                     models=("mamba2", "lstm"), options={}))
+                                                     models=("mamba2", "lstm"), options={}, stop_at=None))
     monkeypatch.setattr(_common, "progress", lambda iterable, **kw: iterable)
     result = mqar.run("quick", 0, tmp_path)
     assert [(r["model"], r["T"], r["K"], r["d_model"]) for r in result["rows"]] == [("mamba2", 16, 2, 4),
@@ -68,6 +70,7 @@ def test_a_tiny_sweep_runs_and_takes_each_models_best_learning_rate(monkeypatch,
     for row in result["rows"]:
         assert set(row["by_lr"]) == {"0.001", "0.01"} and row["accuracy"] == max(row["by_lr"].values())
         assert row["by_lr"][f"{row['best_lr']:g}"] == row["accuracy"] and row["solved"] == (row["accuracy"] >= 0.99)
+        assert row["steps"] == 3
     assert (tmp_path / result["plots"][0]).stat().st_size > 1000
 
 
@@ -78,3 +81,19 @@ def test_every_profile_names_models_that_build():
                 model = _backbone.backbone(name, d_model=d_model, layers=1, vocab=profile["vocab"],
                                            options=profile["options"].get(name))
                 assert len(model.cells) == 1
+
+
+def test_training_stops_once_the_validation_queries_are_solved(monkeypatch):
+    """The full profile's early stop: ``until`` is asked every 100 steps; the first True ends training there."""
+    monkeypatch.setattr(_common, "progress", lambda iterable, **kw: iterable)
+    model = _backbone.backbone("lstm", d_model=4, layers=1, vocab=8)
+    sample = functools.partial(mqar.mqar, n=2, T=8, K=2, vocab=8)
+    asked = []
+
+    def until(params):
+        asked.append(len(asked))
+        return len(asked) == 2
+
+    _, curve = _backbone.train(model, sample, steps=350, lr=1e-3, warmup=1, key=jax.random.key(0), desc="",
+                               loss=mqar.query_loss(model), until=until)
+    assert curve[-1][0] + 1 == 200 and len(asked) == 2
