@@ -1,21 +1,26 @@
-"""``python -m benchmarks linear [--quick] [--cells mamba,mamba2,hawk,lru,s5,min_gru] [--shapes 8x256x64,8x1024x64]
-[--reps 5] [--no-torch] [--torch-seconds 5] [--out MD] [--json JSON]``
+"""``python -m benchmarks linear [--quick] [--cells mamba,mamba2,gated_delta_net,mlstm,hawk,lru,s5,min_gru]
+[--shapes 8x256x64,8x1024x64] [--reps 5] [--no-torch] [--torch-seconds 5] [--out MD] [--json JSON]``
 
-The diagonal linear-recurrence cells four or five ways, on the CPU in float32: ``step``, a ``jax.lax.scan`` over
-``cell.step`` written here (the plain loop, no solver); ``sequential``, ``jrnn.scan(..., solver=jrnn.sequential())``;
-``associative``, ``jrnn.scan(..., solver=jrnn.associative())`` (the tree, ``O(log T)`` depth); ``loop``,
-``jrnn.scan(..., solver=jrnn.associative(method="loop"))`` (the coefficients for the whole sequence, then a
-``jax.lax.scan`` of one multiply-add per step); for a :class:`jrnn.Chunkwise` cell also ``chunked``,
-``jrnn.scan(..., solver=jrnn.chunked(64))``. Against transformers' PyTorch modules where there is one:
-``MambaMixer`` (its slow CPU path, no ``mamba_ssm`` kernels) for ``mamba``, ``Mamba2Mixer`` (its ``torch_forward``,
-the chunked SSD with ``chunk_size = 64``) for ``mamba2``, and ``RecurrentGemmaRecurrentBlock`` (called with
-``position_ids = arange(T)``, no cache) for ``hawk``.
+The linear-recurrence cells, diagonal (``mamba``, ``hawk``, ``lru``, ``s5``, ``min_gru``) and with a matrix state
+per head (``mamba2``, ``gated_delta_net``, ``mlstm``), three to five ways, on the CPU in float32: ``step``, a
+``jax.lax.scan`` over ``cell.step`` written here (the plain loop, no solver); ``sequential``,
+``jrnn.scan(..., solver=jrnn.sequential())``; for a :class:`jrnn.LinearRecurrence` (not Gated DeltaNet, whose
+transition is a dense matrix, nor the mLSTM) ``associative``, ``jrnn.scan(..., solver=jrnn.associative())`` (the
+tree, ``O(log T)`` depth) and ``loop``, ``jrnn.scan(..., solver=jrnn.associative(method="loop"))`` (the coefficients
+for the whole sequence, then a ``jax.lax.scan`` of one multiply-add per step); for a :class:`jrnn.Chunkwise` cell
+``chunked``, ``jrnn.scan(..., solver=jrnn.chunked(cell.chunk_size))`` (the size :func:`jrnn.auto` takes: 64 for
+Mamba-2; for Gated DeltaNet and the mLSTM the value size per head rounded up to a power of two within [16, 64]).
+Against transformers' PyTorch modules where there is one: ``MambaMixer`` (its slow CPU path, no ``mamba_ssm``
+kernels) for ``mamba``, ``Mamba2Mixer`` (its ``torch_forward``, the chunked SSD with ``chunk_size = 64``) for
+``mamba2``, ``Qwen3NextGatedDeltaNet`` (its ``torch_chunk_gated_delta_rule``, chunks of 64; fla is CUDA-only) for
+``gated_delta_net``, ``xLSTMLayer`` (``mode="train"``: its native chunkwise kernel, chunks of 64) for ``mlstm``, and
+``RecurrentGemmaRecurrentBlock`` (called with ``position_ids = arange(T)``, no cache) for ``hawk``.
 
 Cells, at a shape ``BxTxD`` (D the model width, which is also the input size): ``jrnn.mamba(D, state_size=16)``
 (E = 2D channels, conv width 4), ``jrnn.mamba2(D, state_size=64, head_dim=32)`` (2D/32 heads, one group; below
-D = 16, one head),
-``jrnn.hawk_block(D)`` (one head, conv width 4), ``jrnn.lru(D, D)``,
-``jrnn.s5(D, D)`` and ``jrnn.min_gru(D)``. Modes: ``fwd`` is ``jax.jit`` of the outputs ``ys``; ``fwdbwd`` is
+D = 16, one head), ``jrnn.gated_delta_net(D, num_heads=4)`` (d_k = d_v = D/4), ``jrnn.mlstm(D, num_heads=4)``
+(d_qk = D/8, d_v = D/4), ``jrnn.hawk_block(D)`` (one head, conv width 4), ``jrnn.lru(D, D)``, ``jrnn.s5(D, D)`` and
+``jrnn.min_gru(D)``. Modes: ``fwd`` is ``jax.jit`` of the outputs ``ys``; ``fwdbwd`` is
 ``jax.jit(jax.grad(sum(ys)))`` with respect to the parameters and the inputs (PyTorch: ``forward`` under
 ``torch.no_grad()``, and ``forward`` then ``ys.sum().backward()`` with the input requiring a gradient).
 
@@ -49,15 +54,16 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-HEADER = "## Diagonal linear recurrences: step loop, sequential and associative solvers (tree and loop), PyTorch"
-CELLS = ("mamba", "mamba2", "hawk", "lru", "s5", "min_gru")
+HEADER = ("## Linear recurrences, diagonal and matrix-state: step loop, sequential, associative (tree and loop) and "
+          "chunked solvers, PyTorch")
+CELLS = ("mamba", "mamba2", "gated_delta_net", "mlstm", "hawk", "lru", "s5", "min_gru")
 FORMS = ("step", "sequential", "associative", "loop", "chunked")
 SOLVERS = ("sequential", "associative", "loop", "chunked")  # the forms jrnn.auto chooses among
-CHUNK = 64  # jrnn.chunked's size, and Mamba2Mixer's chunk_size
+CHUNK = 64  # the chunk_size of Mamba2Mixer and of xLSTMLayer's chunkwise kernel
 MODES = ("fwd", "fwdbwd")
 SHAPES = ((8, 256, 64), (8, 1024, 64))
 QUICK_SHAPES = ((2, 64, 16),)
-TORCH_CELLS = ("mamba", "mamba2", "hawk")  # those with a transformers module
+TORCH_CELLS = ("mamba", "mamba2", "gated_delta_net", "mlstm", "hawk")  # those with a transformers module
 
 
 # --- jrnn (this process) ------------------------------------------------------------------------------------------
@@ -67,6 +73,8 @@ def make_cell(name: str, D: int):
 
     return {"mamba": lambda: jrnn.mamba(D, state_size=16), "hawk": lambda: jrnn.hawk_block(D),
             "mamba2": lambda: jrnn.mamba2(D, state_size=64, head_dim=min(32, 2 * D)),
+            "gated_delta_net": lambda: jrnn.gated_delta_net(D, num_heads=min(4, D)),
+            "mlstm": lambda: jrnn.mlstm(D, num_heads=min(4, D // 2)),
             "lru": lambda: jrnn.lru(D, D), "s5": lambda: jrnn.s5(D, D), "min_gru": lambda: jrnn.min_gru(D)}[name]()
 
 
@@ -94,22 +102,27 @@ def ys_fn(cell, form: str):
             _, ys = jax.lax.scan(lambda s, xt: cell.step(p, s, xt), state, jnp.swapaxes(x, 0, 1))
             return jnp.swapaxes(ys, 0, 1)
         return run
-    return lambda p, x: jrnn.scan(cell, p, x, solver=solver_of(form))[0]
+    return lambda p, x: jrnn.scan(cell, p, x, solver=solver_of(form, cell))[0]
 
 
-def solver_of(form: str):
+def solver_of(form: str, cell):
     import jrnn
 
+    if form == "chunked":
+        return jrnn.chunked(cell.chunk_size)
     return {"sequential": jrnn.sequential(), "associative": jrnn.associative(),
-            "loop": jrnn.associative(method="loop"), "chunked": jrnn.chunked(CHUNK)}[form]
+            "loop": jrnn.associative(method="loop")}[form]
 
 
 def forms_of(name: str) -> tuple[str, ...]:
-    """The forms that apply to the cell: ``chunked`` only for a :class:`jrnn.Chunkwise` one."""
+    """The forms that apply to the cell: ``associative`` and ``loop`` only for a :class:`jrnn.LinearRecurrence`,
+    ``chunked`` only for a :class:`jrnn.Chunkwise` one."""
     import jrnn
 
-    chunkwise = isinstance(make_cell(name, 8), jrnn.Chunkwise)
-    return tuple(form for form in FORMS if form != "chunked" or chunkwise)
+    cell = make_cell(name, 8)
+    applies = dict(associative=isinstance(cell, jrnn.LinearRecurrence), loop=isinstance(cell, jrnn.LinearRecurrence),
+                   chunked=isinstance(cell, jrnn.Chunkwise))
+    return tuple(form for form in FORMS if applies.get(form, True))
 
 
 def auto_form(name: str) -> str:
@@ -117,7 +130,8 @@ def auto_form(name: str) -> str:
     import jrnn
 
     chosen = jrnn.auto().choose(make_cell(name, 8))
-    return next(form for form in SOLVERS if solver_of(form) == chosen)
+    cell = make_cell(name, 8)
+    return next(form for form in SOLVERS if form in forms_of(name) and solver_of(form, cell) == chosen)
 
 
 def build(cell, form: str, mode: str, params, xs):
@@ -196,6 +210,24 @@ def torch_module(name: str, D: int):
                                            num_hidden_layers=1)
         module = Mamba2Mixer(config, layer_idx=0).eval()
         return module, lambda x: module(x)
+    if name == "gated_delta_net":
+        from transformers.models.qwen3_next.modeling_qwen3_next import Qwen3NextGatedDeltaNet
+
+        heads = min(4, D)
+        config = transformers.Qwen3NextConfig(hidden_size=D, linear_num_key_heads=heads, linear_num_value_heads=heads,
+                                              linear_key_head_dim=D // heads, linear_value_head_dim=D // heads,
+                                              linear_conv_kernel_dim=4, num_hidden_layers=1,
+                                              layer_types=["linear_attention"])
+        module = Qwen3NextGatedDeltaNet(config, layer_idx=0).eval()  # its torch_chunk_gated_delta_rule, chunks of 64
+        return module, lambda x: module(x)
+    if name == "mlstm":
+        from transformers.models.xlstm.modeling_xlstm import xLSTMLayer
+
+        config = transformers.xLSTMConfig(hidden_size=D, num_heads=min(4, D // 2), mode="train", chunk_size=CHUNK,
+                                          num_hidden_layers=1, autocast_kernel_dtype="float32",
+                                          return_last_states=True)
+        module = xLSTMLayer(config).eval()  # mode="train": its native chunkwise kernel
+        return module, lambda x: module(x)[0]
     from transformers import RecurrentGemmaConfig
     from transformers.models.recurrent_gemma.modeling_recurrent_gemma import RecurrentGemmaRecurrentBlock
 

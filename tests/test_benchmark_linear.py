@@ -16,8 +16,11 @@ CELLS = ("mamba2", "lru")  # one chunkwise cell, one not: every form
 
 def test_auto_takes_what_the_table_says_for_each_cell():
     assert {cell: linear.auto_form(cell) for cell in linear.CELLS} == {
-        "mamba": "sequential", "mamba2": "chunked", "hawk": "loop", "lru": "loop", "s5": "loop", "min_gru": "loop"}
-    assert {cell for cell in linear.CELLS if "chunked" in linear.forms_of(cell)} == {"mamba2"}
+        "mamba": "sequential", "mamba2": "chunked", "gated_delta_net": "chunked", "mlstm": "chunked", "hawk": "loop",
+        "lru": "loop", "s5": "loop", "min_gru": "loop"}
+    assert {cell for cell in linear.CELLS if "chunked" in linear.forms_of(cell)} == {"mamba2", "gated_delta_net",
+                                                                                      "mlstm"}
+    assert linear.forms_of("mlstm") == ("step", "sequential", "chunked")  # not a linear recurrence
 
 
 def test_smallest_run_writes_the_table_and_the_forms_agree(tmp_path):

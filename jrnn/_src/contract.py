@@ -162,7 +162,12 @@ class Chunkwise(abc.ABC):
 
     For a :class:`Windowed` cell, ``chunk`` receives the inner state and a :class:`WindowInputs` whose leaves are
     ``[B, C, ...]``, as ``coefficients`` does.
+
+    ``chunk_size`` is the ``C`` :func:`jrnn.auto` runs the cell with (``jrnn.chunked(cell.chunk_size)``); 64 unless
+    the cell says otherwise (a cell with small heads does less work in smaller chunks).
     """
+
+    chunk_size: int = 64
 
     @abc.abstractmethod
     def chunk(self, params: Params, state: State, xs: Any, valid: Array | None, resets: Array | None,

@@ -82,6 +82,10 @@ class ChunkwiseInnerCell(InnerCell, Chunkwise):
     """:class:`InnerCell` of a windowed :class:`jrnn.Chunkwise` cell: its chunk reads the unpacked
     :class:`jrnn.WindowInputs`."""
 
+    @property
+    def chunk_size(self) -> int:  # type: ignore[override]
+        return self.cell.chunk_size
+
     def chunk(self, params: Any, state: Any, packed: jax.Array, valid: jax.Array | None, resets: jax.Array | None,
               restart: Any) -> tuple[Any, jax.Array]:
         return self.cell.chunk(params, state, self.unpack(packed), valid, resets, restart)
@@ -123,15 +127,15 @@ def windows(cell: Windowed, params: Any, xs: jax.Array, state: WindowState, leng
         start = jax.lax.cummax(jnp.where(resets, t, 0).astype(jnp.int32), axis=1)
         first = jnp.cumsum(resets, axis=1) == 0  # in the first segment, which starts from ``state``
     restart = cell.initial_state((batch,), dtype)
-    initial = jnp.where(first[..., None, None], initial[:, None], restart.window.astype(dtype)[:, None])
+    since = t[None, :] - start  # [B, T]: steps since the segment's first step
     entries = []
-    for j in range(width):  # window slot j holds u at τ = t - (width - 1) + j
-        tau = t[None, :] - (width - 1) + j
-        before = tau - start  # < 0: before the segment, from the initial window's slot before + width - 1
-        own = jnp.take_along_axis(u, jnp.clip(tau, 0, time - 1)[..., None], axis=1)
-        slot = jnp.clip(before + width - 1, 0, max(width - 2, 0))[..., None, None]
-        from_initial = jnp.take_along_axis(initial, slot, axis=2)[:, :, 0] if width > 1 else jnp.zeros_like(own)
-        entries.append(jnp.where((before >= 0)[..., None], own, from_initial))
+    for j in range(width):  # window slot j holds u at τ = t - s, s = width - 1 - j steps back
+        s = width - 1 - j
+        entry = jnp.pad(u, ((0, 0), (s, 0), (0, 0)))[:, :time] if s else u  # static shifts: no gather
+        for k in range(j, width - 1):  # τ before the segment (since < s): the initial window's slot k = since + j
+            from_initial = jnp.where(first[..., None], initial[:, None, k], restart.window.astype(dtype)[:, None, k])
+            entry = jnp.where((since == k - j)[..., None], from_initial, entry)
+        entries.append(entry)
     window = jnp.stack(entries, axis=2)  # [B, T, width, C]
     fresh_start = jnp.where(first[..., None], state.fresh.astype(dtype)[:, None], restart.fresh.astype(dtype)[:, None])
     fresh = jnp.where((t[None, :] == start)[..., None], fresh_start, jnp.zeros((), dtype))

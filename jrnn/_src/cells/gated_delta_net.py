@@ -124,6 +124,12 @@ class GatedDeltaNetCell(Windowed, Chunkwise):
         return self.hidden_size
 
     @property
+    def chunk_size(self) -> int:  # type: ignore[override]
+        """The chunk :func:`jrnn.auto` takes: ``d_v`` rounded up to a power of two, within ``[16, 64]`` (measured on a
+        CPU, fwd+bwd at T 1024: d 16 fastest in chunks of 16, d 64 in chunks of 64)."""
+        return min(64, max(16, 1 << (self.head_v_dim - 1).bit_length()))
+
+    @property
     def key_dim(self) -> int:
         return self.num_heads * self.head_k_dim
 

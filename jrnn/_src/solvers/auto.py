@@ -27,7 +27,7 @@ class Auto(Solver):
         if kernel_for(cell) is not None:
             return Fused(None, self.unroll)
         if isinstance(cell, Chunkwise) and not state_mask:
-            return Chunked()
+            return Chunked(cell.chunk_size)
         if isinstance(cell, LinearRecurrence) and not state_mask:
             preferred = cell.parallel  # None, or the deprecated min_gru(parallel=...)
             if preferred is not None:
@@ -56,8 +56,10 @@ def auto() -> Auto:
        layer by layer, each layer with its own solver;
     2. a cell with a registered fused kernel (:func:`jrnn.elman`, :func:`jrnn.lstm`, :func:`jrnn.gru`, or one of
        yours, :func:`jrnn.register_fused_kernel`): :func:`jrnn.fused`;
-    3. a :class:`jrnn.Chunkwise` cell (:func:`jrnn.mamba2`) without state dropout: :func:`jrnn.chunked`
-       (``size=64``), measured fastest for training on this CPU (``python -m benchmarks linear``);
+    3. a :class:`jrnn.Chunkwise` cell (:func:`jrnn.mamba2`, :func:`jrnn.gated_delta_net`, :func:`jrnn.mlstm`,
+       :func:`jrnn.mlstm_block`) without state dropout: :func:`jrnn.chunked` with the cell's ``chunk_size`` (64 for
+       Mamba-2; for the delta rule and the mLSTM the value size per head rounded up to a power of two, between 16
+       and 64), measured fastest for training on this CPU (``python -m benchmarks linear``);
     4. a :class:`jrnn.LinearRecurrence` cell (:func:`jrnn.min_gru`, :func:`jrnn.lru`, :func:`jrnn.s5`,
        :func:`jrnn.rg_lru`, :func:`jrnn.hawk_block`, :func:`jrnn.mamba`, ...) without state dropout:
        :func:`jrnn.associative` on a GPU or TPU backend; on a CPU ``jrnn.associative(method="loop")``, which
