@@ -159,7 +159,7 @@ def test_every_char_lm_profile_names_networks_that_exist_and_dropout_models_use_
 
     for profile in char_lm.PROFILES.values():
         for name in profile["models"]:
-            assert char_lm.build(name, 4, 7, 3) is not None
+            assert char_lm.build(name, 32 if char_lm.blocks(name) else 4, 7, 3) is not None
     model = char_lm.build("lstm+vd", 4, 7, 3)
     params = model.init(jax.random.key(0))
     tokens = jnp.arange(12).reshape(2, 6) % 7
