@@ -158,6 +158,22 @@ def test_generate_jits_as_a_whole_with_the_options_closed_over():
                                        key=jax.random.key(10), temperature=0.9, top_p=0.9))
 
 
+def test_return_logits_keeps_tokens_and_state_and_zeroes_the_logits_after_a_stop_token():
+    model, params, _ = _model()
+    lengths = np.array([P, 2, 1])
+    prompt, key = _prompt(7, lengths), jax.random.key(8)
+    options = dict(prompt_lengths=jnp.asarray(lengths), steps=STEPS, key=key, temperature=1.5, stop_token=2)
+    tokens, state = jrnn.generate(model, params, prompt, **options)
+    tokens_l, state_l, logits = jrnn.generate(model, params, prompt, return_logits=True, **options)
+    _assert_same((tokens_l, state_l), (tokens, state))
+    assert logits.shape == (B, STEPS, V) and logits.dtype == jnp.float32
+    stopped = np.asarray(tokens) == 2
+    after_stop = np.cumsum(stopped, axis=1) - stopped > 0  # forced tokens, after each row's first stop token
+    assert after_stop.any() and (~after_stop).any()
+    np.testing.assert_array_equal(np.asarray(logits)[after_stop], 0.0)
+    assert np.all(np.any(np.asarray(logits)[~after_stop] != 0, axis=-1))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # sample_logits: the candidate sets (property tests) and the sampled distribution (chi-square)
 # ----------------------------------------------------------------------------------------------------------------
@@ -233,6 +249,7 @@ def test_every_bad_argument_is_an_error_naming_what_was_expected():
         (dict(prompt_lengths=jnp.array([P, 0, 1])), ValueError, r"prompt_lengths in \[1, 4\].*got min 0"),
         (dict(prompt_lengths=jnp.array([P + 1, 1, 1])), ValueError, r"prompt_lengths in \[1, 4\].*max 5"),
         (dict(prompt_lengths=jnp.array([1, 1])), ValueError, r"lengths of shape \(3,\)"),
+        (dict(return_logits=1), TypeError, "expected return_logits to be a bool, got 1"),
     ]
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):

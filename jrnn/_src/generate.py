@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn._src import checks
-from jrnn._src.lm import LanguageModel, check_token_range, check_tokens, concrete
+from jrnn._src.lm import LanguageModel, check_state, check_token_range, check_tokens, concrete
 from jrnn._src.losses import last_valid
 from jrnn._src.sequences import keep_where
 
@@ -120,8 +120,9 @@ def sample_logits(key: jax.Array, logits: jax.Array, *, temperature: float = 1.0
     return _sample(key, logits, *options)
 
 
-def _generate(model: Any, steps: int, options: tuple, stop_token: int | None, params: Any, prompt: jax.Array,
-              prompt_lengths: jax.Array | None, initial_state: Any, key: jax.Array) -> tuple[jax.Array, Any]:
+def _generate(model: Any, steps: int, options: tuple, stop_token: int | None, return_logits: bool, params: Any,
+              prompt: jax.Array, prompt_lengths: jax.Array | None, initial_state: Any,
+              key: jax.Array) -> tuple[jax.Array, Any] | tuple[jax.Array, Any, jax.Array]:
     logits, state = model.apply(params, prompt, lengths=prompt_lengths, initial_state=initial_state)
     logits = last_valid(logits, prompt_lengths)  # each prompt's own last position
     done = jnp.zeros((prompt.shape[0],), bool)
@@ -129,25 +130,30 @@ def _generate(model: Any, steps: int, options: tuple, stop_token: int | None, pa
     def body(carry, step_key):
         state, logits, done = carry
         token = _sample(step_key, logits, *options)
+        drawn_from = logits
         if stop_token is not None:
             token = jnp.where(done, jnp.int32(stop_token), token)
+            drawn_from = jnp.where(done[:, None], jnp.zeros_like(logits), logits)  # forced tokens: logits 0
         new_state, logits = model.step(params, state, token)
         if stop_token is not None:
             new_state = keep_where(~done, new_state, state)  # the stop token itself is read, nothing after it
             done = done | (token == stop_token)
-        return (new_state, logits, done), token
+        return (new_state, logits, done), ((token, drawn_from) if return_logits else token)
 
-    (state, _, _), tokens = jax.lax.scan(body, (state, logits, done), jax.random.split(key, steps))
-    return tokens.T, state
+    (state, _, _), out = jax.lax.scan(body, (state, logits, done), jax.random.split(key, steps))
+    if return_logits:
+        tokens, step_logits = out
+        return tokens.T, state, jnp.swapaxes(step_logits, 0, 1)
+    return out.T, state
 
 
-_generate_jit = jax.jit(_generate, static_argnums=(0, 1, 2, 3))
+_generate_jit = jax.jit(_generate, static_argnums=(0, 1, 2, 3, 4))
 
 
 def generate(model: Any, params: Any, prompt: jax.Array, *, steps: int, key: jax.Array,
              prompt_lengths: jax.Array | None = None, initial_state: Any = None, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None,
-             stop_token: int | None = None) -> tuple[jax.Array, Any]:
+             top_k: int | None = None, top_p: float | None = None, stop_token: int | None = None,
+             return_logits: bool = False) -> tuple[jax.Array, Any] | tuple[jax.Array, Any, jax.Array]:
     """Continues each prompt by ``steps`` tokens sampled from a language model; one compiled program.
 
     The prompt runs through ``model.apply`` (the whole prompt at once, the network's solvers); each prompt
@@ -155,12 +161,25 @@ def generate(model: Any, params: Any, prompt: jax.Array, *, steps: int, key: jax
 
         logits, state = model.apply(params, prompt, lengths=prompt_lengths, initial_state=initial_state)
         logits = last_valid(logits, prompt_lengths)          # [B, V], at each prompt's own last token
-        tokens = []
+        tokens, drawn_from = [], []
         for t, k in enumerate(jax.random.split(key, steps)):
             token = sample_logits(k, logits, temperature=temperature, top_k=top_k, top_p=top_p)
+            drawn_from.append(logits)                          # the logits token t is drawn from
             state, logits = model.step(params, state, token)   # read the sampled token
             tokens.append(token)
-        return jnp.stack(tokens, axis=1), state
+        return jnp.stack(tokens, axis=1), state                # + jnp.stack(drawn_from, axis=1) with return_logits
+
+    ``temperature=0`` is greedy decoding: ``token = argmax(logits)`` at every step, no randomness (the key is
+    still required, and unused).
+
+    With ``return_logits=True`` it also returns ``logits[B, steps, V]``, the model's logits each token was drawn
+    from (before the temperature, top-k and top-p): ``logits[:, t]`` scores token ``t`` given the prompt and
+    tokens ``< t``, so it equals ``model.apply`` on the prompt followed by the generated tokens (teacher-forced
+    recomputation), and it is differentiable in ``params`` (and ``initial_state``): a loss on the model's own
+    samples (self-critical sequence training, scheduled sampling) takes its gradient through it, with the
+    sampled tokens held fixed. The log-probability of the drawn tokens at temperature ``τ > 0`` without top-k or
+    top-p is ``log_softmax(logits / τ)`` at ``tokens``. After a sequence's stop token (where tokens are forced,
+    not drawn) the logits are 0.
 
     With ``stop_token``, once a sequence has emitted it, its later tokens are ``stop_token`` and its state stops:
     the final state has read the sequence's tokens up to and including its first ``stop_token``. Without it, the
@@ -183,14 +202,19 @@ def generate(model: Any, params: Any, prompt: jax.Array, *, steps: int, key: jax
       key: a PRNG key; step ``t`` samples with ``jax.random.split(key, steps)[t]``.
       prompt_lengths: optional ``[B]`` integer lengths, ``1 <= prompt_lengths[b] <= P`` (checked when concrete);
         prompt ``b`` is ``prompt[b, :prompt_lengths[b]]``.
-      initial_state: optional network state with batch shape ``[B]`` before the prompt; zeros by default.
+      initial_state: optional network state with batch shape ``[B]`` before the prompt, with the structure of
+        ``model.initial_state((B,))``; zeros by default. An encoder's final state seeds a decoder here (seq2seq):
+        pass it as it is when the decoder's network has the encoder's state structure, or through your own
+        bridge function (e.g. ``jnp.concatenate`` of a bidirectional encoder's two states).
       temperature: ``τ >= 0``, a Python number; 0 is greedy (argmax), as in :func:`jrnn.sample_logits`.
       top_k: None, or keep the ``k`` most probable tokens, ``1 <= k <= V``.
       top_p: None, or keep the nucleus of mass ``p``, ``0 < p <= 1``.
       stop_token: None, or a token id in ``[0, V)`` that ends a sequence.
+      return_logits: a bool; True also returns the logits each token was drawn from.
 
     Returns:
-      ``(tokens[B, steps], final_state)``, int32 tokens.
+      ``(tokens[B, steps], final_state)``, int32 tokens; with ``return_logits``, ``(tokens[B, steps], final_state,
+      logits[B, steps, V])``.
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
@@ -201,6 +225,10 @@ def generate(model: Any, params: Any, prompt: jax.Array, *, steps: int, key: jax
       ...                               key=jax.random.key(1), temperature=0.8, top_k=3)
       >>> tokens.shape, state.shape
       ((2, 6), (2, 16))
+      >>> tokens, state, logits = jrnn.generate(model, params, prompt, steps=6, key=jax.random.key(1),
+      ...                                       temperature=0, return_logits=True)       # greedy
+      >>> logits.shape, bool((tokens == logits.argmax(-1)).all())
+      ((2, 6, 5), True)
     """
     where = "jrnn.generate"
     if not isinstance(model, LanguageModel):
@@ -215,6 +243,8 @@ def generate(model: Any, params: Any, prompt: jax.Array, *, steps: int, key: jax
         stop_token = int(stop_token)
         if not 0 <= stop_token < vocab:
             raise ValueError(f"{where}: expected stop_token in the vocabulary [0, {vocab}), got {stop_token}")
+    if not isinstance(return_logits, bool):
+        raise TypeError(f"{where}: expected return_logits to be a bool, got {return_logits!r}")
     if key is None:
         raise TypeError(f"{where}: expected key to be a PRNG key (jax.random.key(seed)), got None")
     prompt = check_tokens(prompt, vocab, where, rank=2, name="prompt")
@@ -232,9 +262,11 @@ def generate(model: Any, params: Any, prompt: jax.Array, *, steps: int, key: jax
         valid = np.arange(length)[None, :] < n[:, None]
     if prompt_lengths is None or valid is not None:
         check_token_range(prompt, vocab, where, "prompt tokens", valid)
+    if initial_state is not None:
+        check_state(initial_state, model, batch, where)
     try:
         hash(model)
         run = _generate_jit
     except TypeError:  # an unhashable user model: traced as a plain function (jit it yourself)
         run = _generate
-    return run(model, steps, options, stop_token, params, prompt, prompt_lengths, initial_state, key)
+    return run(model, steps, options, stop_token, return_logits, params, prompt, prompt_lengths, initial_state, key)

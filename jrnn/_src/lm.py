@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from jrnn._src import checks, initializers
 from jrnn._src.contract import CannotStep, Cell, SequenceLayer
-from jrnn._src.deep import as_layer
+from jrnn._src.deep import _dropout, as_layer
 from jrnn._src.readout import Readout, ReadoutParams, readout
 from jrnn._src.residual import rms_norm
 from jrnn._src.sequences import valid_mask
@@ -40,10 +42,13 @@ class LanguageModelParams(NamedTuple):
 class LanguageModel:
     """A sequence model over integer tokens; build it with :func:`language_model`. For tokens ``w_1..w_T``::
 
-        x_t      = E[w_t]                            (one_hot(w_t) without an embedding table)
+        x_t      = drop_e(E[w_t])                    (one_hot(w_t) without an embedding table)
         s_t, y_t = network.step(s_{t-1}, x_t)
-        logits_t = V y_t + b                         (V = E with tying; V RMSNorm(y_t) + b with norm)
+        logits_t = V drop_o(y_t) + b                 (V = E with tying; V RMSNorm(drop_o(y_t)) + b with norm)
         p(w_{t+1} | w_1..w_t) = softmax(logits_t)
+
+    ``drop_e`` and ``drop_o`` are inverted dropout at rates ``embed_dropout`` and ``output_dropout``, on only when
+    :meth:`apply` gets a key (training); without a key, and in :meth:`step`, they are the identity.
 
     Attributes:
       network: the one-directional network (a cell is held as a forward :class:`jrnn.RNN`).
@@ -53,6 +58,8 @@ class LanguageModel:
       head: the :class:`jrnn.Readout` to ``V`` logits.
       E_init: the embedding's initializer.
       norm: whether an RMSNorm (learned scale, ``eps`` 1e-6) comes before the readout.
+      embed_dropout: ``p_e``, the dropout rate on the network's inputs ``x_t``.
+      output_dropout: ``p_o``, the dropout rate on the network's outputs ``y_t``.
     """
 
     network: SequenceLayer
@@ -62,6 +69,8 @@ class LanguageModel:
     head: Readout
     E_init: Callable
     norm: bool = False
+    embed_dropout: float = 0.0
+    output_dropout: float = 0.0
 
     @property
     def input_size(self) -> int:
@@ -109,6 +118,13 @@ class LanguageModel:
         and the final state is each sequence's own last state. Train with :func:`jrnn.supervised_loss`
         ``(model.apply, jrnn.masked_cross_entropy)`` on ``jrnn.Batch(tokens[:, :-1], tokens[:, 1:])``.
 
+        With a ``key`` the embedding and output dropout are on (training). The key is split in three, ``k_e,
+        k_network, k_o = jax.random.split(key, 3)``: ``k_e`` draws the input mask ``m_e ~ Bernoulli(1 - p_e)`` of
+        shape ``[B, T, D]`` (a fresh mask at every step and feature, as PyTorch's ``nn.Dropout``), ``k_o`` the
+        output mask ``[B, T, H]``, each kept entry divided by its keep probability (``x_t = m_e ⊙ E[w_t] / (1 -
+        p_e)``), and ``k_network`` is the key of the network's own ``apply`` (its :func:`jrnn.deep` and
+        :func:`jrnn.recurrent_dropout` dropout). Without a key the model is exactly the one without dropout.
+
         Args:
           params: the model's parameters.
           tokens: ``[B, T]`` integer token ids in ``[0, V)`` (checked when the array is concrete; a traced id
@@ -116,7 +132,8 @@ class LanguageModel:
           lengths: optional ``[B]`` integer valid lengths.
           initial_state: optional network state with batch shape ``[B]`` (e.g. carried from the previous window
             of a long stream); zeros by default.
-          key: a PRNG key turns the network's dropout on (training); None turns it off.
+          key: a PRNG key turns dropout on (training): the embedding and output dropout and the network's own;
+            None turns it off (evaluation).
           resets: optional ``[B, T]`` bool, True where a packed document starts: the state there is the initial
             state again, so no document reads another's context (:func:`jrnn.scan`; :func:`jrnn.stream_windows`
             with ``documents=`` makes them).
@@ -134,9 +151,19 @@ class LanguageModel:
             if concrete(mask):
                 check_token_range(tokens, self.vocab_size, where, "tokens", np.asarray(mask))
             tokens = jnp.where(mask, tokens, jnp.zeros_like(tokens))
+        if initial_state is not None:
+            check_state(initial_state, self, tokens.shape[0], where)
+        k_embed = k_network = k_output = None
+        if key is not None:
+            k_embed, k_network, k_output = jax.random.split(key, 3)
+        xs = self.embed(params, tokens)
+        if k_embed is not None and self.embed_dropout:
+            xs = _dropout(k_embed, self.embed_dropout, xs)
         options = {} if resets is None else {"resets": resets}
-        ys, state = self.network.apply(params.network, self.embed(params, tokens), lengths=lengths,
-                                       initial_state=initial_state, key=key, **options)
+        ys, state = self.network.apply(params.network, xs, lengths=lengths, initial_state=initial_state,
+                                       key=k_network, **options)
+        if k_output is not None and self.output_dropout:
+            ys = _dropout(k_output, self.output_dropout, ys)
         logits = self.logits(params, ys)
         if mask is not None:
             logits = jnp.where(mask[:, :, None], logits, jnp.zeros_like(logits))
@@ -166,6 +193,29 @@ def concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def check_state(state: Any, model: LanguageModel, batch: int, where: str) -> None:
+    """Raises when ``state``'s leaf shapes are not those of ``model.initial_state((batch,))`` (a None entry stands
+    for a zero state, as a :func:`jrnn.deep` layer's); checked on shapes alone, so it runs on traced states too."""
+    expected = jax.eval_shape(lambda: model.initial_state((batch,)))
+
+    def same(given, want):
+        if given is not None and not (isinstance(want, jax.ShapeDtypeStruct) and np.shape(given) == want.shape):
+            raise ValueError
+
+    try:
+        jax.tree_util.tree_map(same, state, expected, is_leaf=lambda x: x is None)
+        return
+    except (ValueError, TypeError):
+        pass
+    shapes = [np.shape(leaf) for leaf in jax.tree_util.tree_leaves(state)]
+    if shapes == [leaf.shape for leaf in jax.tree_util.tree_leaves(expected)]:  # e.g. a list for a tuple
+        return
+    describe = functools.partial(jax.tree_util.tree_map, lambda leaf: tuple(np.shape(leaf)))
+    raise ValueError(f"{where}: expected initial_state structured as the network's state "
+                     f"{describe(expected)} (batch {batch}), got {describe(state)}; an encoder's state of another "
+                     "structure needs a bridge function mapping it to this one")
+
+
 def check_tokens(tokens: Any, vocab_size: int, where: str, *, rank: int, name: str) -> jax.Array:
     """Checks an integer token array of the given rank; returns it as an array."""
     tokens = jnp.asarray(tokens)
@@ -193,16 +243,16 @@ def check_token_range(tokens: jax.Array, vocab_size: int, where: str, name: str,
 
 
 def language_model(network: Any, vocab_size: int, embed_size: int | None = None, *, tie: bool = False,
-                   norm: bool = False, E_init: Callable = initializers.lecun_normal,
-                   dtype: Any = jnp.float32) -> LanguageModel:
+                   norm: bool = False, embed_dropout: float = 0.0, output_dropout: float = 0.0,
+                   E_init: Callable = initializers.lecun_normal, dtype: Any = jnp.float32) -> LanguageModel:
     """A language model over ``vocab_size`` token ids: embedding → ``network`` → readout to logits.
 
     The seed's readout ``o_t = g(V s_t)`` with ``g = softmax`` over the vocabulary is a language model: it gives
     ``p(w_{t+1} | w_1..w_t)``. For input tokens ``w_t``::
 
-        x_t      = E[w_t]                      E [V, D], or one_hot(w_t) when embed_size is None
+        x_t      = drop_e(E[w_t])              E [V, D], or one_hot(w_t) when embed_size is None
         s_t, y_t = network(s_{t-1}, x_t)       any one-directional network: a cell or a stack
-        logits_t = V y_t + b                   V [V, H]; V = E with tie=True (Press & Wolf 2017)
+        logits_t = V drop_o(y_t) + b           V [V, H]; V = E with tie=True (Press & Wolf 2017)
 
     Its :meth:`~jrnn.LanguageModel.apply` runs whole sequences (the network's solvers), its
     :meth:`~jrnn.LanguageModel.step` one token (what :func:`jrnn.generate` scans). Train it with
@@ -221,6 +271,14 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
         network's output size.
       norm: an RMSNorm with a learned scale (init 1) before the readout, ``logits_t = V RMSNorm(y_t) + b``: the
         final norm of a stack of :func:`jrnn.pre_norm` blocks, whose residual stream is never normalised otherwise.
+      embed_dropout: ``p_e``, ``0 <= p_e < 1``: dropout on the network's inputs ``x_t`` ``[B, T, D]`` (the
+        embedded tokens; the one-hot vectors without a table), a fresh mask at every step and feature.
+      output_dropout: ``p_o``, ``0 <= p_o < 1``: dropout on the network's outputs ``y_t`` ``[B, T, H]`` before
+        the readout (and its norm). Both are inverted dropout (a kept entry is divided by ``1 - p``), on only
+        when :meth:`~jrnn.LanguageModel.apply` gets a ``key`` (which it splits as its docstring says), never in
+        :meth:`~jrnn.LanguageModel.step` (generation). With ``jrnn.deep(..., dropout=p)`` between the layers and
+        ``tie=True``, this is PyTorch's examples/word_language_model ``RNNModel``: ``drop(encoder(input))`` →
+        RNN → ``drop(output)`` → decoder (Zaremba et al. 2014, "Recurrent Neural Network Regularization").
       E_init: the initializer of ``E``; the default ``lecun_normal`` draws ``N(0, 1/D)``.
       dtype: the dtype of ``E``, ``V`` and ``b``.
 
@@ -238,6 +296,17 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
       >>> state, next_logits = model.step(params, state, jnp.array([7, 8]))
       >>> next_logits.shape
       (2, 10)
+
+      PyTorch's word_language_model ``RNNModel`` (LSTM, 2 layers, dropout 0.5, tied):
+
+      >>> rnn_model = jrnn.language_model(jrnn.deep([jrnn.lstm(16)] * 2, dropout=0.5), vocab_size=10,
+      ...                                 embed_size=16, tie=True, embed_dropout=0.5, output_dropout=0.5)
+      >>> params = rnn_model.init(jax.random.key(0))
+      >>> tokens = jnp.array([[1, 2, 3], [4, 5, 0]])
+      >>> train_logits, _ = rnn_model.apply(params, tokens, key=jax.random.key(1))   # dropout on
+      >>> eval_logits, _ = rnn_model.apply(params, tokens)                            # dropout off
+      >>> bool(jnp.allclose(train_logits, eval_logits))
+      False
     """
     where = "jrnn.language_model"
     vocab_size = checks.positive_int("vocab_size", vocab_size, where)
@@ -246,6 +315,8 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
     for name, flag in (("tie", tie), ("norm", norm)):
         if not isinstance(flag, bool):
             raise TypeError(f"{where}: expected {name} to be a bool, got {flag!r}")
+    embed_dropout = _rate("embed_dropout", embed_dropout, where)
+    output_dropout = _rate("output_dropout", output_dropout, where)
     if not callable(E_init):
         raise TypeError(f"{where}: expected a callable E_init(key, shape, dtype), got {E_init!r}")
     try:
@@ -262,7 +333,17 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
                          f"embed_size D equal to the network's output size H = {layer.output_size}; got "
                          f"embed_size={embed_size}")
     _check_steps(layer, embed_size or vocab_size, where)
-    return LanguageModel(layer, vocab_size, embed_size, tie, readout(vocab_size, dtype=dtype), E_init, norm)
+    return LanguageModel(layer, vocab_size, embed_size, tie, readout(vocab_size, dtype=dtype), E_init, norm,
+                         embed_dropout, output_dropout)
+
+
+def _rate(name: str, rate: Any, where: str) -> float:
+    """A dropout rate ``0 <= p < 1`` as a Python float."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"{where}: expected {name} to be a number in [0, 1), got {rate!r}")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{where}: expected 0 <= {name} < 1 (a dropout rate), got {rate!r}")
+    return float(rate)
 
 
 def _check_steps(layer: Any, input_size: int, where: str) -> None:
