@@ -142,6 +142,19 @@ def test_diagnostics_tanh_elman_with_norm_half_vanishes():
     assert "sufficient" in report["reason"]
 
 
+def test_gradient_report_prints_shapes_not_arrays_and_indexes_as_a_dict():
+    params = TANH_HALF.init(jax.random.key(0), 2)
+    report = jrnn.gradient_report(TANH_HALF, params, XS_50)
+    assert isinstance(report, dict) and isinstance(report["recurrences"]["rnn"], dict)
+    text = repr(report)
+    assert text.startswith("Report(verdict='vanishing', reason='rnn (ElmanCell): vanishing")
+    assert "'grad_norms': f32[4,50]" in text and "'step_singular_values': f32[4,50,8]" in text
+    assert "array(" not in text and len(text) < 1500  # the full arrays would be 4 * 50 * (1 + 1 + 8) numbers
+    entry = repr(report["recurrences"]["rnn"])
+    assert entry.startswith("Report(cell='ElmanCell', reverse=False, grad_norms=f32[4,50], ratios=f32[4], ratio=")
+    assert report["recurrences"]["rnn"]["grad_norms"].shape == (4, 50)
+
+
 def test_diagnostics_relu_elman_with_norm_three_explodes():
     cell = jrnn.elman(8, jax.nn.relu, W_init=jrnn.init.orthogonal(3.0))
     params = cell.init(jax.random.key(0), 2)

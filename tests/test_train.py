@@ -131,3 +131,77 @@ def test_train_step_rejects_bad_arguments():
         trainer.step(params, trainer.init(params), (batch.xs, batch.targets), None)
     with pytest.raises(TypeError, match="apply"):
         jrnn.supervised_loss(42)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hyperparameters in opt_state: a learning-rate sweep under jax.vmap
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_a_vmapped_learning_rate_sweep_matches_separate_runs():
+    cell, params, batch = _problem()
+    loss_fn = jrnn.supervised_loss(jrnn.RNN(cell).apply)
+    lrs = jnp.array([1e-3, 3e-2, 3e-1])  # the largest clips (max_norm=1): the sweep must respect clipping too
+    swept = jrnn.train_step(loss_fn, optax.inject_hyperparams(optax.adam)(learning_rate=1.0))
+    opt_states = jax.vmap(lambda lr: swept.set_hyperparams(swept.init(params), learning_rate=lr))(lrs)
+    runs = jax.tree_util.tree_map(lambda p: jnp.stack([p] * 3), params)
+    step = jax.jit(jax.vmap(swept.step, in_axes=(0, 0, None, None)))
+    for i in range(5):
+        runs, opt_states, metrics = step(runs, opt_states, batch, jax.random.key(i))
+    np.testing.assert_array_equal(swept.hyperparams(opt_states)["learning_rate"], lrs)
+
+    for r, lr in enumerate(np.asarray(lrs)):  # the same runs one by one, with a plain optax.adam(lr)
+        alone = jrnn.train_step(loss_fn, optax.adam(float(lr)))
+        p, s = params, alone.init(params)
+        for i in range(5):
+            p, s, m = alone.step(p, s, batch, jax.random.key(i))
+        for got, want in zip(runs, p):
+            # Adam moves each entry by about lr a step; float32 round-off (vmap batches the matmuls) is ~1e-5 of it.
+            np.testing.assert_allclose(got[r], want, rtol=1e-5, atol=2e-4 * lr)
+        np.testing.assert_allclose(metrics["loss"][r], m["loss"], rtol=1e-4)
+        assert bool(metrics["clipped"][r]) == bool(m["clipped"])
+    assert bool(metrics["clipped"][2]) and not bool(metrics["clipped"][0])
+
+
+def test_set_hyperparams_between_steps_and_its_errors():
+    cell, params, batch = _problem()
+    loss_fn = jrnn.supervised_loss(jrnn.RNN(cell).apply)
+    trainer = jrnn.train_step(loss_fn, optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), max_norm=None)
+    opt_state = trainer.set_hyperparams(trainer.init(params), learning_rate=0.0)  # a zero rate: nothing moves
+    new, opt_state, _ = trainer.step(params, opt_state, batch, None)
+    for got, p in zip(new, params):
+        np.testing.assert_array_equal(got, p)
+    assert trainer.hyperparams(opt_state)["learning_rate"].dtype == jnp.float32
+    with pytest.raises(ValueError, match=r"no injected hyperparameter 'lr'; it has \['learning_rate'\]"):
+        trainer.set_hyperparams(opt_state, lr=0.1)
+    with pytest.raises(ValueError, match=r"expected learning_rate of shape \(\)"):
+        trainer.set_hyperparams(opt_state, learning_rate=jnp.ones(3))
+    plain = jrnn.train_step(loss_fn, optax.sgd(0.1))
+    with pytest.raises(ValueError, match=r"optax.inject_hyperparams\(optax.adam\)\(learning_rate=1e-3\)"):
+        plain.set_hyperparams(plain.init(params), learning_rate=0.1)
+    scheduled = jrnn.train_step(loss_fn, optax.inject_hyperparams(optax.sgd)(
+        learning_rate=optax.linear_schedule(0.1, 0.0, 10)))
+    with pytest.raises(ValueError, match="learning_rate is a schedule"):
+        scheduled.set_hyperparams(scheduled.init(params), learning_rate=0.1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics print readably and stay a dict (and a pytree) under jit and vmap
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_metrics_print_scalars_and_shapes_and_index_like_a_dict():
+    cell, params, batch = _problem()
+    trainer = jrnn.train_step(jrnn.supervised_loss(jrnn.RNN(cell).apply), optax.sgd(0.1), max_norm=1e6)
+    _, _, metrics = trainer.step(params, trainer.init(params), batch, None)
+    assert isinstance(metrics, dict)
+    assert metrics["aux"]["final_state"].shape == (B, H)
+    loss = float(metrics["loss"])
+    assert repr(metrics) == (f"Report(loss={loss:.4g}, grad_norm={float(metrics['grad_norm']):.4g}, clipped=False, "
+                             f"skipped=False, num_skipped=0, aux={{'final_state': f32[{B},{H}]}})")
+    assert str(metrics) == repr(metrics) and "Array(" not in repr(metrics)
+    # A pytree like a dict: through jit, tree_map and vmap (the learning-rate sweep returns one per run).
+    again = jax.jit(lambda m: m)(metrics)
+    assert type(again) is type(metrics) and list(again) == list(metrics)
+    assert [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(metrics)[0]][:2] == [
+        "['loss']", "['grad_norm']"]
+    batched = jax.vmap(lambda m: m, axis_size=2)(jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), metrics))
+    assert "loss=f32[2], grad_norm=f32[2], clipped=bool[2]" in repr(batched)

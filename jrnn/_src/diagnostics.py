@@ -33,6 +33,7 @@ from jrnn._src.cells.elman import ElmanCell
 from jrnn._src.contract import prepare
 from jrnn._src.deep import Deep
 from jrnn._src.losses import last_valid
+from jrnn._src.report import Report
 from jrnn._src.sequences import carry_dtype, reverse_sequences, valid_mask
 
 
@@ -280,11 +281,12 @@ def gradient_report(network: Any, params: Any, xs: jax.Array, *, lengths: jax.Ar
       exploding_above: the verdict is "exploding" for a ratio above this (or not finite).
 
     Returns:
-      A plain dict: ``verdict``, ``reason``, ``time_steps``, ``thresholds`` and ``recurrences``, a dict from each
-      recurrence's name (``"rnn"``, ``"forward"``, ``"layers[1].backward"``, ...) to a dict with ``cell``,
-      ``reverse``, ``grad_norms`` (``[B, T]`` NumPy, time order), ``ratios`` (``[B]``), ``ratio``, ``signal``
-      (``"loss"`` or ``"jacobian"``), ``verdict``, ``jacobian_norms`` and ``step_singular_values`` (NumPy, or None
-      without ``jacobians``) and, for Elman cells, ``elman``.
+      A dict (which prints arrays as their dtype and shape): ``verdict``, ``reason``, ``time_steps``,
+      ``thresholds`` and ``recurrences``, a dict from each recurrence's name (``"rnn"``, ``"forward"``,
+      ``"layers[1].backward"``, ...) to a dict with ``cell``, ``reverse``, ``grad_norms`` (``[B, T]`` NumPy, time
+      order), ``ratios`` (``[B]``), ``ratio``, ``signal`` (``"loss"`` or ``"jacobian"``), ``verdict``,
+      ``jacobian_norms`` and ``step_singular_values`` (NumPy, or None without ``jacobians``) and, for Elman cells,
+      ``elman``.
 
     Example:
       >>> import jax, jax.numpy as jnp, jrnn
@@ -303,7 +305,7 @@ def gradient_report(network: Any, params: Any, xs: jax.Array, *, lengths: jax.Ar
                                                       initial_state=initial_state, loss_fn=loss_fn))
     recs = P.recurrences(net, params, xs, lengths, initial_state)
     n = np.full((batch,), time) if lengths is None else np.minimum(np.asarray(lengths), time)
-    entries = {}
+    entries = Report()
     for rec, g in zip(recs, norms):
         jac = _jacobians_jit(rec, lengths) if jacobians else None
         proc = np.asarray(_unreverse(g, lengths) if rec.reverse else g)
@@ -323,10 +325,10 @@ def gradient_report(network: Any, params: Any, xs: jax.Array, *, lengths: jax.Ar
         else:
             ratio = float(np.median(ratios[keep]))
             verdict = _verdict(ratio, vanishing_below, exploding_above)
-        entry = {"cell": type(rec.cell).__name__, "reverse": rec.reverse, "grad_norms": np.asarray(g),
-                 "ratios": ratios, "ratio": ratio, "signal": signal, "verdict": verdict,
-                 "jacobian_norms": None if jac is None else np.asarray(jac.product_norms),
-                 "step_singular_values": None if jac is None else np.asarray(jac.step_singular_values)}
+        entry = Report(cell=type(rec.cell).__name__, reverse=rec.reverse, grad_norms=np.asarray(g),
+                       ratios=ratios, ratio=ratio, signal=signal, verdict=verdict,
+                       jacobian_norms=None if jac is None else np.asarray(jac.product_norms),
+                       step_singular_values=None if jac is None else np.asarray(jac.step_singular_values))
         if isinstance(rec.cell, ElmanCell):
             entry["elman"] = elman_bound(rec.cell, rec.params)
         entries[rec.name] = entry
@@ -340,6 +342,6 @@ def gradient_report(network: Any, params: Any, xs: jax.Array, *, lengths: jax.Ar
         if "elman" in e:
             line += f"; {e['elman']['note']} (Pascanu et al. 2013)"
         reasons.append(line)
-    return {"verdict": overall, "reason": "\n".join(reasons),
-            "time_steps": time, "thresholds": {"vanishing_below": vanishing_below, "exploding_above": exploding_above},
-            "recurrences": entries}
+    return Report(verdict=overall, reason="\n".join(reasons), time_steps=time,
+                  thresholds={"vanishing_below": vanishing_below, "exploding_above": exploding_above},
+                  recurrences=entries)

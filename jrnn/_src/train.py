@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from jrnn._src import losses
+from jrnn._src.report import Report
 
 LossFn = Callable[[Any, Any, Any], tuple[jax.Array, Any]]
 
@@ -147,6 +148,61 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
     return optax.GradientTransformationExtraArgs(init, update)
 
 
+_INJECTED = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+
+def _is_injected(node: Any) -> bool:
+    return isinstance(node, _INJECTED)
+
+
+def hyperparams(opt_state: Any) -> dict:
+    """The hyperparameters of every ``optax.inject_hyperparams`` optimizer in ``opt_state``, in one dict.
+
+    Raises ``ValueError`` when ``opt_state`` holds none (the optimizer was not built with
+    ``optax.inject_hyperparams``).
+    """
+    states = [node for node in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_injected) if _is_injected(node)]
+    if not states:
+        raise ValueError("jrnn.TrainStep: opt_state holds no optax.inject_hyperparams state; to set a "
+                         "hyperparameter at run time (or under jax.vmap) build the optimizer with it, e.g. "
+                         "jrnn.train_step(loss_fn, optax.inject_hyperparams(optax.adam)(learning_rate=1e-3))")
+    found = {}
+    for state in states:
+        found.update(state.hyperparams)
+    return found
+
+
+def set_hyperparams(opt_state: Any, **values: Any) -> Any:
+    """``opt_state`` with the given hyperparameters of its ``optax.inject_hyperparams`` optimizers replaced.
+
+    Each value is cast to the dtype and must have the shape of the one it replaces (a scalar, or an array
+    batched the way ``opt_state`` is, outside ``jax.vmap``). A hyperparameter given as a schedule is
+    recomputed at every step and cannot be set. Raises ``ValueError`` for a name no injected optimizer has.
+    """
+    known = hyperparams(opt_state)
+    for name, value in values.items():
+        if name not in known:
+            raise ValueError(f"jrnn.TrainStep.set_hyperparams: the optimizer has no injected hyperparameter "
+                             f"{name!r}; it has {sorted(known)}")
+        if jnp.shape(value) != jnp.shape(known[name]):
+            raise ValueError(f"jrnn.TrainStep.set_hyperparams: expected {name} of shape {jnp.shape(known[name])} "
+                             f"(set it inside jax.vmap for one value per run), got shape {jnp.shape(value)}")
+
+    def replace(state):
+        if not _is_injected(state):
+            return state
+        scheduled = getattr(state, "hyperparams_states", {})
+        mine = {k: v for k, v in values.items() if k in state.hyperparams}
+        for name in mine:
+            if name in scheduled:
+                raise ValueError(f"jrnn.TrainStep.set_hyperparams: {name} is a schedule in this optimizer, "
+                                 "recomputed at every step; inject a number to set it")
+        new = {k: jnp.asarray(v, state.hyperparams[k].dtype) for k, v in mine.items()}
+        return state._replace(hyperparams={**state.hyperparams, **new})
+
+    return jax.tree_util.tree_map(replace, opt_state, is_leaf=_is_injected)
+
+
 class TrainStep(NamedTuple):
     """What :func:`train_step` returns: a pair of pure functions in the manner of optax, and the transformation.
 
@@ -154,11 +210,41 @@ class TrainStep(NamedTuple):
       init: ``init(params) -> opt_state``, the state of ``optimizer``.
       step: ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``, jitted.
       optimizer: the full transformation ``skip_nonfinite(chain(clip_by_global_norm(max_norm), optimizer))``.
+
+    With an optimizer built by ``optax.inject_hyperparams`` (``optax.inject_hyperparams(optax.adam)(
+    learning_rate=1e-3)``), its hyperparameters live in ``opt_state``, where :meth:`hyperparams` reads them and
+    :meth:`set_hyperparams` sets them: between steps (a manual decay), or inside ``jax.vmap`` to train one run
+    per learning rate at once (docs: Training, "Sweeping a learning rate under vmap").
     """
 
     init: Callable[[Any], Any]
     step: Callable[[Any, Any, Any, Any], tuple[Any, Any, dict]]
     optimizer: optax.GradientTransformationExtraArgs
+
+    def hyperparams(self, opt_state: Any) -> dict:
+        """The injected hyperparameters in ``opt_state``, e.g. ``{"learning_rate": Array(0.001), "b1": ...}``."""
+        return hyperparams(opt_state)
+
+    def set_hyperparams(self, opt_state: Any, **values: Any) -> Any:
+        """``opt_state`` with injected hyperparameters replaced: ``trainer.set_hyperparams(opt_state,
+        learning_rate=lr)``.
+
+        Example:
+          >>> import jax, jax.numpy as jnp, optax, jrnn  # three learning rates trained at once
+          >>> rnn = jrnn.RNN(jrnn.elman(8))
+          >>> params = rnn.init(jax.random.key(0), input_size=2)
+          >>> trainer = jrnn.train_step(jrnn.supervised_loss(rnn.apply),
+          ...                           optax.inject_hyperparams(optax.adam)(learning_rate=1e-3))
+          >>> lrs = jnp.array([1e-3, 1e-2, 1e-1])
+          >>> opt_states = jax.vmap(lambda lr: trainer.set_hyperparams(trainer.init(params), learning_rate=lr))(lrs)
+          >>> runs = jax.tree_util.tree_map(lambda p: jnp.stack([p] * 3), params)
+          >>> batch = jrnn.Batch(jnp.ones((4, 5, 2)), jnp.zeros((4, 5, 8)))
+          >>> step = jax.vmap(trainer.step, in_axes=(0, 0, None, None))
+          >>> runs, opt_states, metrics = step(runs, opt_states, batch, jax.random.key(1))
+          >>> trainer.hyperparams(opt_states)["learning_rate"].shape, metrics["loss"].shape
+          ((3,), (3,))
+        """
+        return set_hyperparams(opt_state, **values)
 
 
 def train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, max_norm: float | None = 1.0,
@@ -171,7 +257,8 @@ def train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, max_
     otherwise ``g`` is rescaled to norm ``max_norm`` when ``||g|| >= max_norm`` (Pascanu et al. 2013) and the
     optimizer's update is added to the parameters.
 
-    ``metrics`` is a dict of scalars (and ``aux``): ``loss``; ``grad_norm``, the global norm ``||g||_2`` before
+    ``metrics`` is a dict of scalars (and ``aux``), which prints scalars as numbers and arrays as their dtype and
+    shape: ``loss``; ``grad_norm``, the global norm ``||g||_2`` before
     clipping; ``clipped``, whether clipping rescaled ``g``; ``skipped``, whether this step was skipped as
     non-finite; ``num_skipped``, the running count of skipped steps (kept in ``opt_state``, so it is saved with
     a checkpoint); ``aux``, the loss function's auxiliary output.
@@ -195,6 +282,8 @@ def train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, max_
       >>> params, opt_state, metrics = trainer.step(params, opt_state, batch, jax.random.key(1))
       >>> sorted(k for k in metrics if k != "aux")
       ['clipped', 'grad_norm', 'loss', 'num_skipped', 'skipped']
+      >>> metrics  # doctest: +ELLIPSIS
+      Report(loss=..., grad_norm=..., clipped=False, skipped=False, num_skipped=0, aux={'final_state': f32[4,8]})
     """
     if not callable(loss_fn):
         raise TypeError(f"jrnn.train_step: expected loss_fn(params, batch, key) -> (loss, aux), got {loss_fn!r}")
@@ -215,8 +304,8 @@ def train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, max_
         applied = new_opt_state.last_finite
         new_params = optax.tree.where(applied, optax.apply_updates(params, updates), params)
         clipped = jnp.logical_not(grad_norm < max_norm) if max_norm is not None else jnp.array(False)
-        metrics = {"loss": loss, "grad_norm": grad_norm, "clipped": clipped & applied, "skipped": ~applied,
-                   "num_skipped": new_opt_state.num_skipped, "aux": aux}
+        metrics = Report(loss=loss, grad_norm=grad_norm, clipped=clipped & applied, skipped=~applied,
+                         num_skipped=new_opt_state.num_skipped, aux=aux)
         return new_params, new_opt_state, metrics
 
     return TrainStep(tx.init, jax.jit(step) if jit else step, tx)
