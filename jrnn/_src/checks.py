@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import operator
 from typing import Any
 
@@ -20,6 +21,53 @@ def positive_int(name: str, value: Any, where: str) -> int:
     if as_int <= 0:
         raise ValueError(f"{where}: expected {name} to be a positive int, got {value!r}")
     return as_int
+
+
+def initializer(name: str, value: Any, where: str) -> Any:
+    """Returns ``value`` if it can be called as an initializer ``init(key, shape, dtype) -> Array``, else raises.
+
+    A factory passed where its initializer is expected (``jrnn.init.orthogonal`` for ``jrnn.init.orthogonal()``,
+    or one of ``jax.nn.initializers``' factories) is named, with the call that fixes it.
+    """
+    expected = f"{where}: expected {name} to be an initializer (key, shape, dtype) -> array"
+    if not callable(value):
+        raise TypeError(f"{expected}, got {value!r}")
+    factory = _initializer_factory(value)
+    if factory is not None:
+        spelled, takes_arguments = factory
+        call = f"{spelled}(...)" if takes_arguments else f"{spelled}()"
+        raise TypeError(f"{expected}, got the factory {spelled}; call it: {call}")
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):  # a builtin without a signature: trust it
+        return value
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        raise TypeError(f"{expected}, got {value!r}, which cannot be called with (key, shape, dtype): {signature}"
+                        ) from None
+    return value
+
+
+def initializers(where: str, **inits: Any) -> None:
+    """Checks every ``name=value`` with :func:`initializer`."""
+    for name, value in inits.items():
+        initializer(name, value, where)
+
+
+def _initializer_factory(value: Any) -> tuple[str, bool] | None:
+    """``(its public name, whether it needs arguments)`` when ``value`` makes initializers rather than being one."""
+    spelled = getattr(value, "_jrnn_initializer_factory", None)
+    if spelled is None and inspect.isfunction(value) and (value.__module__ or "").startswith("jax."):
+        # jax.nn.initializers: every initializer's first parameter is ``key``; a factory's is not.
+        parameters = list(inspect.signature(value).parameters)
+        if parameters and parameters[0] != "key" and getattr(jax.nn.initializers, value.__name__, None) is value:
+            spelled = f"jax.nn.initializers.{value.__name__}"
+    if spelled is None:
+        return None
+    required = [p for p in inspect.signature(value).parameters.values()
+                if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return spelled, bool(required)
 
 
 def sequence(xs: Any, input_shape: int | tuple[int, ...], where: str) -> tuple[int, int]:

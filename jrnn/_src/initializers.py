@@ -1,5 +1,14 @@
 """Weight initializers, each ``init(key, shape, dtype) -> Array`` like ``jax.nn.initializers``.
 
+One convention: every ``*_init`` argument of a jrnn cell, readout or merge takes an *initializer*, a function
+``(key, shape, dtype) -> Array``. An initializer without a setting is given as it is (``zeros``,
+``glorot_uniform``, ``lecun_normal``, ``he_normal``, ``henaff``, ``cayley``); one with a setting is made by a
+*factory* that you call (``orthogonal(scale=1.0)``, ``identity(scale=1.0)``, ``constant(value)``,
+``uniform(bound)``, ``uniform_range(low, high)``, ``normal(stddev)``, ``pytorch_uniform(hidden_size)``), even
+with its defaults: ``W_init=jrnn.init.orthogonal()``, not ``W_init=jrnn.init.orthogonal``. A factory passed
+uncalled is a ``TypeError`` when the cell is built, naming the call that fixes it (so are ``jax.nn.initializers``'
+factories, e.g. ``jax.nn.initializers.orthogonal`` for ``jax.nn.initializers.orthogonal()``).
+
 jrnn calls them once per gate block: an LSTM's ``U`` of shape ``[4H, I]`` is four ``[H, I]`` blocks, each drawn
 separately, so that ``orthogonal`` and ``identity`` give every gate its own orthogonal (or identity) matrix.
 
@@ -20,6 +29,13 @@ import jax.numpy as jnp
 Initializer = Callable[[jax.Array, tuple, Any], jax.Array]
 
 
+def _factory(make: Callable[..., Initializer]) -> Callable[..., Initializer]:
+    """Marks ``make`` as a factory of initializers, so that passing it uncalled as a ``*_init`` is named as such
+    (:func:`jrnn._src.checks.initializer`)."""
+    make._jrnn_initializer_factory = f"jrnn.init.{make.__name__}"
+    return make
+
+
 def _fans(shape) -> tuple[int, int]:
     if len(shape) == 1:
         return shape[0], shape[0]
@@ -35,6 +51,7 @@ def zeros(key, shape, dtype=jnp.float32):
     return jnp.zeros(shape, dtype)
 
 
+@_factory
 def constant(value: float) -> Initializer:
     """Every entry equal to ``value``."""
 
@@ -45,6 +62,7 @@ def constant(value: float) -> Initializer:
     return init
 
 
+@_factory
 def uniform(bound: float) -> Initializer:
     """U(-bound, bound)."""
     if not bound > 0:
@@ -56,6 +74,7 @@ def uniform(bound: float) -> Initializer:
     return init
 
 
+@_factory
 def uniform_range(low: float, high: float) -> Initializer:
     """U(low, high); IndRNN draws its recurrent weights from U(0, 1) or U(0, 2^(1/T)) (Li et al. 2018).
 
@@ -74,6 +93,7 @@ def uniform_range(low: float, high: float) -> Initializer:
     return init
 
 
+@_factory
 def normal(stddev: float) -> Initializer:
     """N(0, stddev²); Le et al. 2015 draw the IRNN's input weights from N(0, 0.001²)."""
     if not stddev > 0:
@@ -85,6 +105,7 @@ def normal(stddev: float) -> Initializer:
     return init
 
 
+@_factory
 def pytorch_uniform(hidden_size: int) -> Initializer:
     """PyTorch's default for every RNN weight and bias: U(-1/√H, 1/√H), H the hidden size."""
     if not (isinstance(hidden_size, int) and hidden_size > 0):
@@ -121,6 +142,7 @@ def he_normal(key, shape, dtype=jnp.float32):
     return math.sqrt(2.0 / fan_in) * jax.random.normal(key, shape, dtype)
 
 
+@_factory
 def orthogonal(scale: float = 1.0) -> Initializer:
     """A (semi-)orthogonal matrix times ``scale``: every singular value equals ``scale`` (Saxe et al. 2014)."""
 
@@ -132,6 +154,7 @@ def orthogonal(scale: float = 1.0) -> Initializer:
     return init
 
 
+@_factory
 def identity(scale: float = 1.0) -> Initializer:
     """``scale`` times the identity (IRNN, Le, Jaitly & Hinton 2015); rectangular shapes get ``scale·eye(m, n)``."""
 

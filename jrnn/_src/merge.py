@@ -89,6 +89,7 @@ def seed_merge(output_size: int, activation: Callable[[jax.Array], jax.Array] = 
     output_size = checks.positive_int("output_size", output_size, "jrnn.seed_merge")
     if not callable(activation):
         raise TypeError(f"jrnn.seed_merge: expected a callable activation, got {activation!r}")
+    checks.initializers("jrnn.seed_merge", V_init=V_init)
     return SeedMerge(output_size, activation, bias, V_init, dtype)
 
 

@@ -60,4 +60,5 @@ def readout(output_size: int, activation: Callable[[jax.Array], jax.Array] = _id
     output_size = checks.positive_int("output_size", output_size, "jrnn.readout")
     if not callable(activation):
         raise TypeError(f"jrnn.readout: expected a callable activation, got {activation!r}")
+    checks.initializers("jrnn.readout", V_init=V_init)
     return Readout(output_size, activation, bias, V_init, dtype)

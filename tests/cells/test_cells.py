@@ -1,6 +1,7 @@
 """Cells: one ``step`` against the NumPy equations of tests/reference.py, and the initializers' promises."""
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -191,6 +192,39 @@ def test_glorot_uniform_bound_uses_each_gate_block_shape():
     U = np.asarray(jrnn.gru(H).init(KEY(6), I).U)  # default U_init is glorot_uniform, per block
     assert np.max(np.abs(U)) <= math.sqrt(6.0 / (H + I))  # the bound of one [H, I] block
     assert np.max(np.abs(U)) > math.sqrt(6.0 / (3 * H + I))  # beyond the bound of the packed [3H, I] matrix
+
+
+# Every *_init takes an initializer (key, shape, dtype) -> array; a factory passed uncalled fails at construction,
+# naming the call that fixes it (it used to be a bare TypeError at the first init).
+INIT_ARGUMENTS = [(jrnn.elman, "W_init"), (jrnn.gru, "U_init"), (jrnn.lstm, "R_init"), (jrnn.mgu, "b_init"),
+                  (jrnn.indrnn, "w_init"), (jrnn.exprnn, "A_init"), (jrnn.layer_norm_lstm, "W_init"),
+                  (jrnn.layer_norm_gru, "U_init"), (jrnn.min_gru, "U_init"), (jrnn.min_lstm, "b_init"),
+                  (jrnn.readout, "V_init"), (jrnn.seed_merge, "V_init"),
+                  (lambda H, **kw: jrnn.conv_lstm(H, (5,), **kw), "W_init")]
+
+
+@pytest.mark.parametrize(("factory", "name"), INIT_ARGUMENTS, ids=[n for _, n in INIT_ARGUMENTS])
+@pytest.mark.parametrize(("uncalled", "call"), [(jrnn.init.orthogonal, "jrnn.init.orthogonal()"),
+                                                (jrnn.init.uniform, "jrnn.init.uniform(...)"),
+                                                (jax.nn.initializers.orthogonal, "jax.nn.initializers.orthogonal()")],
+                         ids=["orthogonal", "uniform", "jax_orthogonal"])
+def test_an_uncalled_initializer_factory_is_named_when_the_cell_is_built(factory, name, uncalled, call):
+    with pytest.raises(TypeError, match=rf"expected {name} to be an initializer \(key, shape, dtype\) -> array, "
+                                        rf"got the factory .*; call it: {re.escape(call)}$"):
+        factory(4, **{name: uncalled})
+
+
+@pytest.mark.parametrize("bad", [3, lambda key, shape: None], ids=["not_callable", "two_arguments"])
+def test_something_that_is_not_an_initializer_is_rejected_when_the_cell_is_built(bad):
+    with pytest.raises(TypeError, match=r"jrnn.lstm: expected W_init to be an initializer \(key, shape, dtype\)"):
+        jrnn.lstm(4, W_init=bad)
+
+
+def test_initializers_of_every_spelling_are_accepted():
+    for init in (jrnn.init.orthogonal(), jrnn.init.lecun_normal, jax.nn.initializers.orthogonal(),
+                 jax.nn.initializers.zeros, lambda key, shape, dtype=jnp.float32: jnp.ones(shape, dtype)):
+        W = jrnn.elman(4, W_init=init).init(KEY(0), 3).W
+        assert W.shape == (4, 4)
 
 
 @pytest.mark.parametrize("cell", [jrnn.elman(4, bias=False), jrnn.lstm(4, bias=False),

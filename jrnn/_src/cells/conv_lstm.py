@@ -162,5 +162,6 @@ def conv_lstm(hidden_size: int, spatial_shape: Sequence[int], kernel_size: int |
     if len(kernel_size) != len(spatial_shape):
         raise ValueError(f"{where}: expected one kernel size per spatial axis ({len(spatial_shape)}), got "
                          f"kernel_size={kernel_size}")
+    checks.initializers("jrnn.conv_lstm", U_init=U_init, W_init=W_init, b_init=b_init)
     return ConvLSTMCell(hidden_size, spatial_shape, kernel_size, bool(peephole), forget_bias, bool(bias), U_init,
                         W_init, b_init, dtype)

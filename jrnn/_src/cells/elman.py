@@ -104,6 +104,7 @@ def elman(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jnp.t
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.elman")
     if not callable(activation):
         raise TypeError(f"jrnn.elman: expected a callable activation, got {activation!r}")
+    checks.initializers("jrnn.elman", U_init=U_init, W_init=W_init, b_init=b_init)
     return ElmanCell(hidden_size, activation, bias, U_init, W_init, b_init, dtype)
 
 

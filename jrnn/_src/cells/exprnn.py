@@ -165,6 +165,7 @@ def exprnn(hidden_size: int, activation: Callable[[jax.Array, jax.Array], jax.Ar
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.exprnn")
     if not callable(activation):
         raise TypeError(f"jrnn.exprnn: expected a callable activation (z, b) -> s, got {activation!r}")
+    checks.initializers("jrnn.exprnn", U_init=U_init, A_init=A_init, b_init=b_init)
     return ExpRNNCell(hidden_size, activation, U_init, A_init, b_init, dtype)
 
 

@@ -113,6 +113,7 @@ def gru(hidden_size: int, *, reset_after: bool = True, bias: bool = True,
       (2, 4)
     """
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.gru")
+    checks.initializers("jrnn.gru", U_init=U_init, W_init=W_init, b_init=b_init)
     return GRUCell(hidden_size, bool(reset_after), bias, U_init, W_init, b_init, dtype)
 
 

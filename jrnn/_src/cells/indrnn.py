@@ -105,6 +105,7 @@ def indrnn(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jax.
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.indrnn")
     if not callable(activation):
         raise TypeError(f"jrnn.indrnn: expected a callable activation, got {activation!r}")
+    checks.initializers("jrnn.indrnn", U_init=U_init, w_init=w_init, b_init=b_init)
     return IndRNNCell(hidden_size, activation, bool(bias), U_init, w_init, b_init, dtype)
 
 

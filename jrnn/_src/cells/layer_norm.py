@@ -200,6 +200,7 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, U_init: Calla
       ((2, 5, 8), (2, 8))
     """
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.layer_norm_lstm")
+    checks.initializers("jrnn.layer_norm_lstm", U_init=U_init, W_init=W_init)
     return LayerNormLSTMCell(hidden_size, forget_bias, U_init, W_init, dtype)
 
 
@@ -234,4 +235,5 @@ def layer_norm_gru(hidden_size: int, *, U_init: Callable = initializers.glorot_u
       (2, 4)
     """
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.layer_norm_gru")
+    checks.initializers("jrnn.layer_norm_gru", U_init=U_init, W_init=W_init)
     return LayerNormGRUCell(hidden_size, U_init, W_init, dtype)

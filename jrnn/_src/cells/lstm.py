@@ -138,6 +138,7 @@ def lstm(hidden_size: int, *, proj_size: int = 0, forget_bias: float = 1.0, bias
             raise ValueError(f"jrnn.lstm: expected proj_size < hidden_size ({hidden_size}), got {proj_size}")
     elif proj_size != 0:
         raise ValueError(f"jrnn.lstm: expected proj_size >= 0, got {proj_size!r}")
+    checks.initializers("jrnn.lstm", U_init=U_init, W_init=W_init, b_init=b_init, R_init=R_init)
     return LSTMCell(hidden_size, proj_size, forget_bias, bias, U_init, W_init, b_init, R_init, dtype)
 
 

@@ -120,4 +120,5 @@ def mgu(hidden_size: int, *, reset_after: bool = True, forget_bias: float = 1.0,
       ((2, 4), (8, 3))
     """
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.mgu")
+    checks.initializers("jrnn.mgu", U_init=U_init, W_init=W_init, b_init=b_init)
     return MGUCell(hidden_size, bool(reset_after), forget_bias, bool(bias), U_init, W_init, b_init, dtype)

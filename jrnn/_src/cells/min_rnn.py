@@ -197,6 +197,7 @@ def min_gru(hidden_size: int, *, parallel: bool | None = None, bias: bool = True
       True
     """
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.min_gru")
+    checks.initializers("jrnn.min_gru", U_init=U_init, b_init=b_init)
     return MinGRUCell(hidden_size, _parallel(parallel, "jrnn.min_gru"), bool(bias), U_init, b_init, dtype)
 
 
@@ -232,4 +233,5 @@ def min_lstm(hidden_size: int, *, parallel: bool | None = None, bias: bool = Tru
       ((2, 6, 8), (2, 8))
     """
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.min_lstm")
+    checks.initializers("jrnn.min_lstm", U_init=U_init, b_init=b_init)
     return MinLSTMCell(hidden_size, _parallel(parallel, "jrnn.min_lstm"), bool(bias), U_init, b_init, dtype)
