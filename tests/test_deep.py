@@ -149,6 +149,22 @@ def test_dropout_is_off_without_a_key_and_changes_outputs_with_one():
     np.testing.assert_array_equal(apply(params, xs, key=jax.random.key(1))[1][0], apply(params, xs)[1][0])
 
 
+def test_the_stacks_input_is_never_dropped_only_the_inputs_of_layers_two_on():
+    # Dropout is between layers (PyTorch's nn.LSTM(dropout=p)): at rate 0.99 any mask on x would zero ~99 % of it.
+    xs = _xs(13, shape=(4, 10, 6))
+    key = jax.random.key(5, impl="rbg")
+    one = jrnn.deep([Identity(6)], dropout=0.99)
+    np.testing.assert_array_equal(one.apply(((),), xs, key=key)[0], xs)  # training output = evaluation output
+    cell = CASES[TWO[0]].cell
+    two = jrnn.deep([cell, jrnn.lstm(3)], dropout=0.99)
+    params = ref.random_params(two, 14, I)
+    xs = _xs(15)
+    train, finals = two.apply(params, xs, key=key)
+    evaluation, eval_finals = two.apply(params, xs)
+    ref.assert_states_close(finals[0], eval_finals[0], rtol=0, atol=0)  # layer 1 read x untouched
+    assert not np.allclose(train, evaluation, atol=1e-3)  # layer 2's input was dropped
+
+
 # The statistical tests use the "rbg" PRNG: the same dropout code, but it compiles in a fraction of threefry's time.
 @pytest.mark.parametrize("rate", [0.25, 0.6])
 def test_dropout_keeps_each_input_scaled_by_one_over_one_minus_p_or_zeroes_it(rate):

@@ -20,11 +20,16 @@ class Deep(Wrapper):
     """A stack of sequence layers; build it with :func:`jrnn.deep`. For layers ``l = 1..L``::
 
         h^0_t = x_t
-        h^l   = layer_l(dropout(h^{l-1}))            (+ h^{l-1} with residual, for l >= 2)
+        h^1   = layer_1(h^0)                           (the input is never dropped)
+        h^l   = layer_l(dropout(h^{l-1}))             for l >= 2 (+ h^{l-1} with residual)
         y_t   = h^L_t
 
+    Dropout sits between layers only, as PyTorch's ``nn.LSTM(dropout=p)``: on the inputs of layers 2..L, never
+    on ``x`` and never on the top layer's output (drop ``x`` or ``y`` yourself where you want that).
+
     Params and states are tuples with one entry per layer. A key is split per layer, ``k_l =
-    jax.random.split(key, L)[l]``, and each ``k_l`` into the key of the dropout before layer l and the key
+    jax.random.split(key, L)[l]``, and each ``k_l`` into the key of the dropout before layer l (unused for l = 1)
+    and the key
     layer l's own ``apply`` gets (for its :func:`jrnn.recurrent_dropout`): ``jax.random.split(k_l)``.
 
     A stack of one-directional layers is a cell: :meth:`step` advances every layer by one step, bottom first,
@@ -166,9 +171,11 @@ def deep(layers: Sequence[Any], *, dropout: float = 0.0, residual: bool = False,
 
     Args:
       layers: one entry per layer, bottom first.
-      dropout: the rate of dropout on the inputs of layers 2..L (PyTorch's ``dropout``: a fresh mask at every
-        step), active only when ``apply`` gets a ``key``. For Gal's variational dropout (one mask per sequence)
-        give the layers :func:`jrnn.recurrent_dropout` instead: ``jrnn.RNN(cell, dropout=...)``.
+      dropout: the rate of dropout between layers, on the inputs of layers 2..L only: the stack's input (layer
+        1's) and its output are never dropped (PyTorch's ``nn.LSTM(dropout=p)``: a fresh mask at every step, so a
+        one-layer stack has no dropout). Active only when ``apply`` gets a ``key``. For Gal's variational dropout
+        (one mask per sequence) give the layers :func:`jrnn.recurrent_dropout` instead:
+        ``jrnn.RNN(cell, dropout=...)``.
       residual: add each layer's input to its output from layer 2 on (Wu et al. 2016); needs equal sizes.
       solver: the solver of every layer given as a bare cell (:func:`jrnn.scan`'s; None: :func:`jrnn.auto`). A
         layer given as a :class:`jrnn.RNN` or :func:`jrnn.bidirectional` keeps its own.
