@@ -61,11 +61,16 @@ def scan(cell: Cell, params: Any, xs: jax.Array, *, lengths: jax.Array | None = 
     and gradients (to float rounding, or to a Newton solver's tolerance). The default, :func:`jrnn.auto`, takes
     the fastest exact one for the cell; its docstring is the decision list. The others are
     :func:`jrnn.sequential` (``lax.scan`` over ``step``; the one for forward-mode autodiff), :func:`jrnn.fused`
-    (the cell's own kernel), :func:`jrnn.associative` (a :class:`jrnn.LinearRecurrence` cell in ``O(log T)``
-    depth) and the Newton solvers :func:`jrnn.deer`, :func:`jrnn.quasi_deer`, :func:`jrnn.elk`
+    (the cell's own kernel, with a custom VJP), :func:`jrnn.associative` (a :class:`jrnn.LinearRecurrence` cell
+    in ``O(log T)`` depth) and the Newton solvers :func:`jrnn.deer`, :func:`jrnn.quasi_deer`, :func:`jrnn.elk`
     (:func:`jrnn.newton_scan` also returns how many iterations it took). This function does the checks, the
     reversal, the padding, ``prepare`` and dropout's masks once, then calls the solver
     (``jrnn/_src/solvers/base.py``).
+
+    Forward-mode autodiff: ``jax.jvp`` and ``jax.jacfwd`` do not go through a custom VJP, and the default picks
+    :func:`jrnn.fused` (custom VJP) for :func:`jrnn.elman`, :func:`jrnn.lstm` and :func:`jrnn.gru`; pass
+    ``solver=jrnn.sequential()`` for them. Reverse mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``) goes
+    through every solver.
 
     A one-directional network is a cell too: a forward :class:`jrnn.RNN`, or a :func:`jrnn.deep` stack of
     forward layers, whose state is the tuple of its layers' states. With :func:`jrnn.auto` it runs through its

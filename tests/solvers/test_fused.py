@@ -277,11 +277,32 @@ def test_forward_mode_autodiff_needs_the_plain_path():
     """A custom VJP has no JVP: ``jax.jacfwd`` works with ``jrnn.sequential()`` and equals the fused jacrev."""
     cell = jrnn.elman(3)
     params, xs, _ = _problem(cell, 1, 4, 2, jnp.float32)
-    with pytest.raises(TypeError, match="custom_vjp"):
+    with pytest.raises(TypeError, match=r"custom_vjp.*pass solver=jrnn.sequential\(\) to jrnn.scan"):
         jax.jacfwd(lambda x: fused_scan(cell, params, x)[0])(xs)
     fwd = jax.jacfwd(lambda x: plain_scan(cell, params, x)[0])(xs)
     rev = jax.jacrev(lambda x: fused_scan(cell, params, x)[0])(xs)
     np.testing.assert_allclose(fwd, rev, rtol=1e-5, atol=1e-6)
+
+
+def test_jvp_on_the_default_path_names_the_fix_and_the_sequential_jvp_equals_finite_differences():
+    cell = jrnn.lstm(3)
+    params, xs, _ = _problem(cell, 2, 5, 2, jnp.float32)
+    fix = r"jax.jvp and jax.jacfwd do not.*pass solver=jrnn.sequential\(\)"
+    with pytest.raises(TypeError, match=fix):  # jrnn.auto() picks the fused solver for an LSTM
+        jax.jvp(lambda x: jrnn.scan(cell, params, x)[0], (xs,), (xs,))
+    layer = jrnn.RNN(cell, reverse=True)  # the fused reversal, before the fused loops, is a custom VJP too
+    with pytest.raises(TypeError, match=fix):
+        jax.jvp(lambda x: layer.apply(params, x, lengths=jnp.array([5, 3]))[0], (xs,), (xs,))
+
+    with jax.enable_x64(True):
+        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+        x64 = jnp.asarray(xs, jnp.float64)
+        dx = jax.random.normal(jax.random.key(9), x64.shape, jnp.float64)
+        f = jax.jit(lambda x: jrnn.scan(cell, p64, x, solver=jrnn.sequential())[0])
+        _, tangent = jax.jvp(f, (x64,), (dx,))
+        eps = 1e-6
+        central = (f(x64 + eps * dx) - f(x64 - eps * dx)) / (2 * eps)
+        np.testing.assert_allclose(tangent, central, rtol=1e-6, atol=1e-9)
 
 
 def test_layers_and_torch_networks_take_the_fused_path():

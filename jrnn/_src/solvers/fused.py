@@ -25,6 +25,7 @@ The kernel interface is in ``jrnn/_src/solvers/kernels.py``; each cell's step ma
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Any
@@ -88,7 +89,8 @@ class Fused(Solver):
         super().check(cell, where, state_mask=state_mask)
 
     def reverse(self, xs: jax.Array, lengths: jax.Array | None) -> jax.Array:
-        return _reverse(xs, lengths)
+        with _naming_the_jvp_fix():
+            return _reverse(xs, lengths)
 
     def solve(self, problem: Problem) -> tuple[jax.Array, Any]:
         kernel = kernel_for(problem.cell, self.matmul_dtype)
@@ -138,9 +140,31 @@ def fused_layer(kernel: Kernel, unroll: int, params: Any, xs: jax.Array, state: 
     params = batch_like(params, xs, axis=None)  # varying as xs is inside shard_map, so the custom VJP's types agree
     resets = None if resets is None else resets.T
     restarts = None if resets is None else (resets, jax.lax.stop_gradient(restart))
-    ys, final_state = _fused_layer(kernel, unroll, params, jnp.swapaxes(xs, 0, 1), state, lengths, state_mask,
-                                   restarts)
+    with _naming_the_jvp_fix():
+        ys, final_state = _fused_layer(kernel, unroll, params, jnp.swapaxes(xs, 0, 1), state, lengths, state_mask,
+                                       restarts)
     return jnp.swapaxes(ys, 0, 1), final_state
+
+
+JVP_FIX = ("jrnn's fused solver (jrnn.auto()'s choice for jrnn.elman, jrnn.lstm and jrnn.gru) has a custom VJP: "
+           "reverse mode (jax.grad, jax.vjp, jax.jacrev) goes through it, jax.jvp and jax.jacfwd do not. For forward "
+           "mode pass solver=jrnn.sequential() to jrnn.scan (or jrnn.RNN, jrnn.bidirectional, jrnn.deep): the same "
+           "function, differentiable in both modes")
+
+
+@contextlib.contextmanager
+def _naming_the_jvp_fix():
+    """Turns JAX's bare "can't apply forward-mode autodiff (jvp) to a custom_vjp function" into one naming the fix.
+
+    It catches what it can: the error raised while this Python code runs under the JVP (``jax.jvp(f)``). Under
+    ``jax.jvp(jax.jit(f))`` JAX raises it later, from the traced program, with its own message.
+    """
+    try:
+        yield
+    except TypeError as error:
+        if "forward-mode autodiff" not in str(error):
+            raise
+        raise TypeError(f"{error} {JVP_FIX}") from None
 
 
 # ------------------------------------------------------------------------------------------------------------
