@@ -13,6 +13,7 @@ import importlib
 import pathlib
 import shutil
 import sys
+import textwrap
 import time
 
 from experiments import _common
@@ -51,16 +52,34 @@ def write_report(results: list[dict], out: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
+DESCRIPTION = "\n\n".join(textwrap.fill(paragraph, 79) for paragraph in (
+    "Runs jrnn's experiments.",
+    f"With no NAME: the showcase, the quick profile of {', '.join(SHOWCASE)}, with a summary table in the "
+    "terminal, OUT/report.md (tables and plots) and one OUT/NAME.json per experiment. With a NAME: that experiment "
+    "alone, in its full profile unless --quick or --profile says otherwise, written to OUT/NAME.json.",
+    "An interrupted run resumes where it stopped: every finished row is saved at once under OUT/.partial/ and "
+    "reused by the next run with the same profile and seed (--fresh starts over); the saved rows are removed once "
+    "an experiment ends."))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; its help is plain text (no reST), as a terminal shows it."""
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", nargs="?", choices=SHOWCASE + OTHERS, help="one experiment (default: the showcase)")
+    parser.add_argument("name", nargs="?", choices=SHOWCASE + OTHERS, metavar="NAME",
+                        help=f"one experiment: {', '.join(SHOWCASE + OTHERS)} (default: the showcase)")
     parser.add_argument("--quick", action="store_true", help="the quick profile (the showcase always uses it)")
-    parser.add_argument("--profile", help="another named profile of one experiment, e.g. 'long' for adding and "
-                                          "copy (default: full)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results"))
+    parser.add_argument("--profile", metavar="P", help="another named profile of one experiment, e.g. 'long' for "
+                                                       "adding and copy (default: full)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="the random seed (default: 0)")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results"), metavar="DIR",
+                        help="where results go (default: results)")
     parser.add_argument("--fresh", action="store_true", help="ignore rows saved by an interrupted run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.fresh:
         shutil.rmtree(args.out / ".partial", ignore_errors=True)
