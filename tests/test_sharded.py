@@ -11,20 +11,14 @@ every loss and parameter to an ``.npz``; the tests here compare them (1e-5).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
+import once
 import pytest
-
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
 
 DEVICES = 4
 STEPS = 3
@@ -33,39 +27,11 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Runs the worker once per pytest session, even under pytest-xdist (the workers share the session's base
-    temporary directory, and a lock lets one of them run it while the others wait); returns ``(arrays, facts)``."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER") and fcntl is not None:
-        root = root.parent
-    out = root / "jrnn_sharded"
-    with _exclusive(root / "jrnn_sharded.lock"):
-        if not (out / "facts.json").exists():
-            out.mkdir(exist_ok=True)
-            repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # jrnn importable uninstalled too
-            path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
-            env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
-                       JAX_PLATFORMS="cpu", PYTHONPATH=path)
-            proc = subprocess.run([sys.executable, __file__, str(out)], env=env, capture_output=True, text=True,
-                                  timeout=600)
-            assert proc.returncode == 0, f"worker failed:\n{proc.stdout}\n{proc.stderr}"
-    arrays = dict(np.load(out / "runs.npz"))
-    facts = json.loads((out / "facts.json").read_text())
-    return arrays, facts
-
-
-@contextlib.contextmanager
-def _exclusive(path):
-    """An inter-process lock: POSIX ``flock``; without it (Windows) none, and each xdist worker runs its own."""
-    if fcntl is None:
-        yield
-        return
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Runs the worker once per pytest session, even under pytest-xdist (:func:`once.run_once`); returns
+    ``(arrays, facts)``."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}", JAX_PLATFORMS="cpu")
+    out = once.run_once(tmp_path_factory, "sharded", __file__, env, timeout=600)
+    return dict(np.load(out / "runs.npz")), json.loads((out / "facts.json").read_text())
 
 
 def _run(arrays, model, mode):

@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
+import once
 import pytest
 
 DEVICES, B, T, F, H = 4, 8, 5, 3, 4
@@ -118,14 +118,10 @@ def _worker(out: pathlib.Path) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sharded_scan")
-    repo = str(pathlib.Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    """The worker's runs, once per pytest session even under pytest-xdist (:func:`once.run_once`)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, __file__, str(out)], env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, f"worker failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    out = once.run_once(tmp_path_factory, "sharded_scan", __file__, env, timeout=900)
     return dict(np.load(out / "runs.npz")), json.loads((out / "facts.json").read_text())
 
 
