@@ -42,6 +42,11 @@ PROFILES = {
                  steps=800, warmup=50, lrs=(3e-3, 1e-2), test=1024,
                  models=("mamba2", "gated_delta_net", "mlstm", "lstm"),
                  options={"gated_delta_net": {"dt_range": (0.001, 0.1)}}, stop_at=0.995),
+    # The width sweep beside the full profile's d_model 64: the two shorter settings at d_model 32 and 128, every
+    # other setting as there (not yet run: about an hour on 2 cores).
+    "widths": dict(settings=((64, 4), (128, 8)), vocab=256, d_models=(32, 128), layers=2, batch=32, steps=800,
+                   warmup=50, lrs=(3e-3, 1e-2), test=1024, models=("mamba2", "gated_delta_net", "mlstm", "lstm"),
+                   options={"gated_delta_net": {"dt_range": (0.001, 0.1)}}, stop_at=0.995),
 }
 
 
