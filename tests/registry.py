@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import jrnn
 from jrnn._src.contract import input_shape
@@ -126,3 +127,28 @@ def scan_loss(cell, solver, lengths, resets, reverse):
         return jnp.sum(weights * ys) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree_util.tree_leaves(final))
 
     return loss
+
+
+def assert_chunks_equal_steps(cell, params, xs, s0, size, lengths, resets, **tol):
+    """``jrnn.chunked(size)`` against ``jrnn.sequential()``, which steps the cell: outputs, final state and the
+    gradients of :func:`scan_loss` with respect to the parameters, the inputs and the initial state, forward and in
+    reverse, with and without ``resets``, with ``lengths``; every chunked leaf finite."""
+
+    @jax.jit
+    def run(params, xs, s0):
+        out = {}
+        for name, solver in (("chunked", jrnn.chunked(size)), ("sequential", jrnn.sequential())):
+            for reverse in (False, True):
+                for r in (None, resets):
+                    loss = scan_loss(cell, solver, lengths, r, reverse)
+                    ys, final = jrnn.scan(cell, params, xs, lengths=lengths, initial_state=s0, reverse=reverse,
+                                          resets=r, solver=solver)
+                    out[name, reverse, r is None] = (ys, final, jax.grad(loss, argnums=(0, 1, 2))(params, xs, s0))
+        return out
+
+    out = run(params, xs, s0)
+    for (_, reverse, plain), got in out.items():
+        want = out["sequential", reverse, plain]
+        for a, e in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+            assert bool(jnp.all(jnp.isfinite(a)))
+            np.testing.assert_allclose(a, e, err_msg=f"size {size}, reverse={reverse}, resets={not plain}", **tol)

@@ -150,27 +150,8 @@ def test_chunks_equal_the_sequential_scan_in_values_and_gradients(size):
     (window and memories): outputs, final states and the gradients w.r.t. the parameters, the inputs and the
     initial state, in float64 to 1e-10 (measured: about 1e-13)."""
     cell, params, xs, s0 = _chunk_problem(jnp.float64)
-    lengths, resets = jnp.asarray(CHUNK_LENGTHS), jnp.asarray(CHUNK_RESETS)
-
-    @jax.jit
-    def run(params, xs, s0):
-        out = {}
-        for name, solver in (("chunked", jrnn.chunked(size)), ("sequential", jrnn.sequential())):
-            for reverse in (False, True):
-                for r in (None, resets):
-                    loss = registry.scan_loss(cell, solver, lengths, r, reverse)
-                    ys, final = jrnn.scan(cell, params, xs, lengths=lengths, initial_state=s0, reverse=reverse,
-                                          resets=r, solver=solver)
-                    out[name, reverse, r is None] = (ys, final, jax.grad(loss, argnums=(0, 1, 2))(params, xs, s0))
-        return out
-
-    out = run(params, xs, s0)
-    for (name, reverse, plain), got in out.items():
-        want = out["sequential", reverse, plain]
-        for a, e in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-            assert np.all(np.isfinite(a))
-            np.testing.assert_allclose(a, e, err_msg=f"{name}, size {size}, reverse={reverse}, resets={not plain}",
-                                       **TOL)
+    registry.assert_chunks_equal_steps(cell, params, xs, s0, size, jnp.asarray(CHUNK_LENGTHS),
+                                       jnp.asarray(CHUNK_RESETS), **TOL)
 
 
 def test_float32_chunks_agree_over_many_chunks():

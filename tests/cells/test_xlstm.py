@@ -169,32 +169,6 @@ RESETS_CHUNKED[0, [4, 5]] = True  # two segments back to back, the second one st
 RESETS_CHUNKED[1, 3] = True
 
 
-def _chunked_against_sequential(cell, params, xs, s0, size, **tol):
-    """``jrnn.chunked(size)`` against ``jrnn.sequential()``: outputs, final state ``(C, n, m)`` and the gradients of
-    :func:`registry.scan_loss` with respect to the parameters, the inputs and the initial state, forward and in
-    reverse, with and without resets, with lengths."""
-    lengths, resets = ref.device(LENGTHS_CHUNKED, np.int32), ref.device(RESETS_CHUNKED, bool)
-
-    @jax.jit
-    def run(params, xs, s0):
-        out = {}
-        for name, solver in (("chunked", jrnn.chunked(size)), ("sequential", jrnn.sequential())):
-            for reverse in (False, True):
-                for r in (None, resets):
-                    loss = registry.scan_loss(cell, solver, lengths, r, reverse)
-                    ys, final = jrnn.scan(cell, params, xs, lengths=lengths, initial_state=s0, reverse=reverse,
-                                          resets=r, solver=solver)
-                    out[name, reverse, r is None] = (ys, final, jax.grad(loss, argnums=(0, 1, 2))(params, xs, s0))
-        return out
-
-    out = run(params, xs, s0)
-    for (_, reverse, plain), got in out.items():
-        want = out["sequential", reverse, plain]
-        assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(got))
-        for a, e in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
-            np.testing.assert_allclose(a, e, err_msg=f"size {size}, reverse={reverse}, resets={not plain}", **tol)
-
-
 # one step; not dividing T = 11; more than T. The block's chunk is the layer's between pointwise parts: one size.
 @pytest.mark.parametrize("name, size", [("mlstm", 1), ("mlstm", 3), ("mlstm", 16), ("mlstm_block", 3)])
 def test_chunks_equal_the_sequential_scan_in_values_states_and_gradients(name, size):
@@ -204,7 +178,8 @@ def test_chunks_equal_the_sequential_scan_in_values_states_and_gradients(name, s
     gradient)."""
     cell, params, _, s0 = _problem(name, seed=20)
     xs = ref.device(np.random.default_rng(21).standard_normal((B, T_CHUNKED, CASES[name][1])), np.float64)
-    _chunked_against_sequential(cell, params, xs, s0, size, **TOL)
+    registry.assert_chunks_equal_steps(cell, params, xs, s0, size, ref.device(LENGTHS_CHUNKED, np.int32),
+                                       ref.device(RESETS_CHUNKED, bool), **TOL)
 
 
 def test_chunks_stay_exact_where_the_unstabilised_memory_overflows():
@@ -219,7 +194,8 @@ def test_chunks_stay_exact_where_the_unstabilised_memory_overflows():
     i_pre = np.asarray(xs) @ np.asarray(params.igate_weight).T + np.asarray(params.igate_bias)
     assert np.min(i_pre) > 30 and np.max(i_pre) > 88.8  # exp(ĩ) overflows float32
     s0 = ref.random_state(cell, B, 32, dtype=jnp.float64)
-    _chunked_against_sequential(cell, params, xs, s0, 4, **TOL)
+    registry.assert_chunks_equal_steps(cell, params, xs, s0, 4, ref.device(LENGTHS_CHUNKED, np.int32),
+                                       ref.device(RESETS_CHUNKED, bool), **TOL)
     with jax.enable_x64(False):
         cast = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a), jnp.float32), tree)  # noqa: E731
         cell32 = dataclasses.replace(cell, dtype=jnp.float32)

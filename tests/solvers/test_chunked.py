@@ -37,25 +37,8 @@ def x64():
 @pytest.mark.parametrize("size", [1, 3, 16])  # one step; not dividing T = 11; more than T
 def test_chunks_equal_the_sequential_scan_in_values_and_gradients(x64, size):
     cell, params, xs, s0 = _problem(jnp.float64)
-    lengths, resets = jnp.asarray(LENGTHS), jnp.asarray(RESETS)
-
-    @jax.jit
-    def run(params, xs, s0):
-        out = {}
-        for name, solver in (("chunked", jrnn.chunked(size)), ("sequential", jrnn.sequential())):
-            for reverse in (False, True):
-                for r in (None, resets):
-                    loss = registry.scan_loss(cell, solver, lengths, r, reverse)
-                    ys, final = jrnn.scan(cell, params, xs, lengths=lengths, initial_state=s0, reverse=reverse,
-                                          resets=r, solver=solver)
-                    out[name, reverse, r is None] = (ys, final, jax.grad(loss, argnums=(0, 1, 2))(params, xs, s0))
-        return out
-
-    out = run(params, xs, s0)
-    for (_, reverse, plain), got in out.items():
-        want = out["sequential", reverse, plain]
-        for a, e in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-            np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10, err_msg=f"size {size}, reverse={reverse}")
+    registry.assert_chunks_equal_steps(cell, params, xs, s0, size, jnp.asarray(LENGTHS), jnp.asarray(RESETS),
+                                       rtol=1e-10, atol=1e-10)
 
 
 def test_float32_chunks_agree_to_1e_5():
