@@ -7,7 +7,8 @@ Times jrnn against PyTorch, Flax and Equinox on the CPU, forward and forward+bac
 solvers (DEER, quasi-DEER, ELK) against its sequential scan (``python -m benchmarks parallel --help``);
 ``python -m benchmarks stability`` runs ``benchmarks/stability.py``: where DEER overflows, whether ELK converges;
 ``python -m benchmarks linear`` runs ``benchmarks/linear.py``: the diagonal linear-recurrence cells (Mamba, Hawk,
-LRU, S5, minGRU) as a step loop, with the sequential and the associative solver, and against transformers' modules.
+LRU, S5, minGRU) as a step loop, with the sequential and the associative solver, and against transformers' modules;
+``python -m benchmarks eager`` runs ``benchmarks/eager.py``: eager calls of the entry points, compiled or not.
 
 Method: one worker process per framework (``benchmarks/worker.py``). For each configuration every implementation
 is compiled and warmed up, then ``reps`` rounds run; a round times one call of every (implementation, mode) pair
@@ -140,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import stability
 
         return stability.main(given[1:])
+    if given[:1] == ["eager"]:
+        from benchmarks import eager
+
+        return eager.main(given[1:])
     if given[:1] == ["linear"]:
         from benchmarks import linear
 

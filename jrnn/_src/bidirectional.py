@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import merge as merges
+from jrnn._src.compiled import jit_when_eager
 from jrnn._src.contract import CannotStep, Cell, Wrapper, input_shape, prepare
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.scan import scan
@@ -97,6 +98,7 @@ class Bidirectional(Wrapper):
         return params._replace(forward=prepare(self.forward, params.forward),
                                backward=prepare(self.backward, params.backward))
 
+    @jit_when_eager(static_argnums=(0,))
     def apply(self, params: BidirectionalParams, xs: jax.Array, *, lengths: jax.Array | None = None,
               initial_state: BidirectionalState | None = None, key: jax.Array | None = None,
               resets: jax.Array | None = None) -> tuple[jax.Array, BidirectionalState]:

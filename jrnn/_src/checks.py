@@ -127,8 +127,8 @@ def state_like(state: Any, expected: Any, where: str, name: str = "initial_state
     except (ValueError, TypeError):
         raise ValueError(
             f"{where}: expected {name} structured as {_describe(expected)}, got {_describe(state)}") from None
-    for leaf, exp in zip(leaves, exp_leaves):
-        if jnp.shape(leaf) != jnp.shape(exp):
+    for leaf, exp in zip(leaves, exp_leaves):  # a tuple where an array belongs is a wrong structure, not an array
+        if isinstance(leaf, (tuple, list, dict)) or jnp.shape(leaf) != jnp.shape(exp):
             raise ValueError(
                 f"{where}: expected {name} structured as {_describe(expected)}, got {_describe(state)}")
     cast = [jnp.asarray(leaf, exp.dtype) for leaf, exp in zip(leaves, exp_leaves)]

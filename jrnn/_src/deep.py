@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
+from jrnn._src.compiled import jit_when_eager
 from jrnn._src.contract import CannotStep, Cell, SequenceLayer, Wrapper, input_shape, prepare
 from jrnn._src.scan import RNN
 from jrnn._src.solvers.base import Solver
@@ -74,6 +75,7 @@ class Deep(Wrapper):
         """Every layer's per-sequence work (``cell.prepare``)."""
         return tuple(prepare(layer, p) for layer, p in zip(self.layers, params))
 
+    @jit_when_eager(static_argnums=(0,))
     def apply(self, params: Sequence[Any], xs: jax.Array, *, lengths: jax.Array | None = None,
               initial_state: Sequence[Any] | None = None, key: jax.Array | None = None,
               resets: jax.Array | None = None) -> tuple[jax.Array, tuple]:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn._src import checks, initializers
+from jrnn._src.compiled import jit_when_eager
 from jrnn._src.contract import CannotStep, Cell, SequenceLayer
 from jrnn._src.deep import _dropout, as_layer
 from jrnn._src.readout import Readout, ReadoutParams, readout
@@ -153,6 +154,12 @@ class LanguageModel:
             tokens = jnp.where(mask, tokens, jnp.zeros_like(tokens))
         if initial_state is not None:
             check_state(initial_state, self, tokens.shape[0], where)
+        return self._forward(params, tokens, lengths, initial_state, key, resets)
+
+    @jit_when_eager(static_argnums=(0,))
+    def _forward(self, params, tokens, lengths, initial_state, key, resets):
+        """:meth:`apply` after the checks that read values (compiled when called eagerly)."""
+        mask = valid_mask(lengths, *tokens.shape)
         k_embed = k_network = k_output = None
         if key is not None:
             k_embed, k_network, k_output = jax.random.split(key, 3)

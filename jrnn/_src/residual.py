@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks
+from jrnn._src.compiled import jit_when_eager
 from jrnn._src.contract import Wrapper, prepare
 from jrnn._src.deep import as_layer
 from jrnn._src.sequences import valid_mask
@@ -79,6 +80,7 @@ class PreNorm(Wrapper):
         state, y = self.layer.step(params.layer, state, rms_norm(x, params.norm, self.eps))
         return state, x + y
 
+    @jit_when_eager(static_argnums=(0,))
     def apply(self, params: PreNormParams, xs: jax.Array, *, lengths: jax.Array | None = None,
               initial_state: Any = None, key: jax.Array | None = None,
               resets: jax.Array | None = None) -> tuple[jax.Array, Any]:

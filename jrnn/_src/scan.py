@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn._src import checks, regularisation, windowed
+from jrnn._src.compiled import jit_when_eager
 from jrnn._src.contract import CannotStep, Cell, SequenceLayer, Windowed, Wrapper, input_shape, prepare
 from jrnn._src.regularisation import RecurrentDropout
 from jrnn._src.sequences import batch_like, carry_dtype, per_step, reverse_sequences, valid_mask
@@ -158,8 +159,10 @@ def newton_scan(cell: Cell, params: Any, xs: jax.Array, *, solver: Newton | None
                   resets=resets)
 
 
+@jit_when_eager(static_argnums=(0, 5, 6, 7, 9), static_argnames=("info",))
 def _frame(cell, params, xs, lengths, initial_state, reverse, solver, dropout, key, where, info=False, resets=None):
-    """What every solver shares, done once: ``(ys, final_state, NewtonInfo or None)``."""
+    """What every solver shares, done once: ``(ys, final_state, NewtonInfo or None)``; one compiled program per
+    configuration when called eagerly (:mod:`jrnn._src.compiled`)."""
     solver = Auto() if solver is None else solver
     if not isinstance(solver, Solver):
         raise TypeError(f"{where}: expected solver to be None or a jrnn solver (jrnn.auto(), jrnn.sequential(), "
