@@ -214,7 +214,29 @@ def _square(shape, name: str) -> None:
         raise ValueError(f"{name}: expected a square 2-D shape, got {tuple(shape)}")
 
 
+def packed(init: Initializer) -> Initializer:
+    """``init`` drawn once over a whole gate-packed matrix ``[G·H, ...]`` instead of once per gate block: Keras'
+    one ``(in, 4u)`` kernel, whose Glorot bound and orthogonality span all gates (``jrnn._src.presets``)."""
+
+    def whole(key, shape, dtype=jnp.float32):
+        return init(key, shape, dtype)
+
+    whole._jrnn_packed = True
+    return whole
+
+
 def gate_blocks(init: Initializer, key, num_gates: int, block_shape: tuple, dtype) -> jax.Array:
-    """Draws ``num_gates`` blocks of ``block_shape`` with ``init`` and stacks them along axis 0."""
+    """Draws ``num_gates`` blocks of ``block_shape`` with ``init`` and stacks them along axis 0 (one draw of the
+    stacked shape for an initializer made by :func:`packed`)."""
+    if getattr(init, "_jrnn_packed", False):
+        return init(key, (num_gates * block_shape[0], *block_shape[1:]), dtype)
     keys = jax.random.split(key, num_gates)
     return jnp.concatenate([init(k, block_shape, dtype) for k in keys], axis=0)
+
+
+def draw_bias(init: Initializer, key, shape: tuple, fan_in: int, dtype) -> jax.Array:
+    """A layer's bias from ``init``; an initializer that needs the layer's fan-in (PyTorch's ``nn.Linear`` bias,
+    U(±1/√fan_in), in ``jrnn._src.presets``) is given it."""
+    if getattr(init, "_jrnn_fan_in", False):
+        return init(key, shape, dtype, fan_in=fan_in)
+    return init(key, shape, dtype)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, presets
 from jrnn._src.compiled import jit_when_eager
 from jrnn._src.contract import CannotStep, Cell, SequenceLayer
 from jrnn._src.deep import _dropout, as_layer
@@ -251,7 +251,8 @@ def check_token_range(tokens: jax.Array, vocab_size: int, where: str, name: str,
 
 def language_model(network: Any, vocab_size: int, embed_size: int | None = None, *, tie: bool = False,
                    norm: bool = False, embed_dropout: float = 0.0, output_dropout: float = 0.0,
-                   E_init: Callable = initializers.lecun_normal, dtype: Any = jnp.float32) -> LanguageModel:
+                   E_init: Callable | None = None, init: str | None = None,
+                   dtype: Any = jnp.float32) -> LanguageModel:
     """A language model over ``vocab_size`` token ids: embedding → ``network`` → readout to logits.
 
     The seed's readout ``o_t = g(V s_t)`` with ``g = softmax`` over the vocabulary is a language model: it gives
@@ -287,6 +288,10 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
         ``tie=True``, this is PyTorch's examples/word_language_model ``RNNModel``: ``drop(encoder(input))`` →
         RNN → ``drop(output)`` → decoder (Zaremba et al. 2014, "Recurrent Neural Network Regularization").
       E_init: the initializer of ``E``; the default ``lecun_normal`` draws ``N(0, 1/D)``.
+      init: None (jrnn's defaults), or ``"pytorch"`` / ``"flax"`` / ``"keras"``: that library's defaults for the
+        embedding (``nn.Embedding`` N(0, 1); ``nn.Embed`` N(0, 1/D); ``Embedding`` U(±0.05)) and for the readout
+        (:func:`jrnn.readout`'s ``init``); an explicit ``E_init`` wins. The network's cells take their own
+        ``init=`` (docs: porting, "Matching a run from another library").
       dtype: the dtype of ``E``, ``V`` and ``b``.
 
     Returns:
@@ -324,6 +329,7 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
             raise TypeError(f"{where}: expected {name} to be a bool, got {flag!r}")
     embed_dropout = _rate("embed_dropout", embed_dropout, where)
     output_dropout = _rate("output_dropout", output_dropout, where)
+    (E_init,) = presets.defaults(where, init, E_init=E_init)
     if not callable(E_init):
         raise TypeError(f"{where}: expected a callable E_init(key, shape, dtype), got {E_init!r}")
     try:
@@ -340,7 +346,7 @@ def language_model(network: Any, vocab_size: int, embed_size: int | None = None,
                          f"embed_size D equal to the network's output size H = {layer.output_size}; got "
                          f"embed_size={embed_size}")
     _check_steps(layer, embed_size or vocab_size, where)
-    return LanguageModel(layer, vocab_size, embed_size, tie, readout(vocab_size, dtype=dtype), E_init, norm,
+    return LanguageModel(layer, vocab_size, embed_size, tie, readout(vocab_size, init=init, dtype=dtype), E_init, norm,
                          embed_dropout, output_dropout)
 
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, initializers, presets
 from jrnn._src.cells.lstm import LSTMState
 from jrnn._src.contract import InputShaped, RecurrentMatrix
 
@@ -109,9 +109,9 @@ class ConvLSTMCell(InputShaped, RecurrentMatrix):
 
 
 def conv_lstm(hidden_size: int, spatial_shape: Sequence[int], kernel_size: int | Sequence[int] = 3, *,
-              peephole: bool = False, forget_bias: float = 1.0, bias: bool = True,
-              U_init: Callable = initializers.glorot_uniform, W_init: Callable = initializers.glorot_uniform,
-              b_init: Callable = initializers.zeros, dtype: Any = jnp.float32) -> ConvLSTMCell:
+              peephole: bool = False, forget_bias: float | None = None, bias: bool = True,
+              U_init: Callable | None = None, W_init: Callable | None = None, b_init: Callable | None = None,
+              init: str | None = None, dtype: Any = jnp.float32) -> ConvLSTMCell:
     """The ConvLSTM of Shi et al. (2015, arXiv 1506.04214, eq. 3), gates ``i, f, g, o``; ``*`` a convolution::
 
         i_t = σ(U_i * X_t + W_i * H_{t-1} + P_i ⊙ C_{t-1} + b_i)
@@ -132,12 +132,15 @@ def conv_lstm(hidden_size: int, spatial_shape: Sequence[int], kernel_size: int |
       spatial_shape: the feature maps' spatial shape, e.g. ``(H, W)``; fixed, since the state has it.
       kernel_size: the convolution window, one int per spatial axis or one for all.
       peephole: whether the peephole weights ``P`` ``[3, *spatial, C]`` exist (initialised to 0).
-      forget_bias: added to the forget gate's bias at initialisation.
+      forget_bias: added to the forget gate's bias at initialisation; default 1.
       bias: whether ``b`` exists.
       U_init: initializer (``jrnn.init``) of each gate's ``[C, C_in, *kernel_size]`` block; Glorot uniform over
-        the window's fans.
-      W_init: initializer of each gate's ``[C, C, *kernel_size]`` block.
-      b_init: initializer of ``b``, per gate block.
+        the window's fans (the default).
+      W_init: initializer of each gate's ``[C, C, *kernel_size]`` block; default ``glorot_uniform``.
+      b_init: initializer of ``b``, per gate block; default ``zeros``.
+      init: None (jrnn's defaults), or ``"flax"`` / ``"keras"``: that library's (``ConvLSTMCell``, ``ConvLSTM2D``)
+        default initialisers (docs: porting, "Matching a run from another library"); an explicit ``*_init`` argument
+        wins.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -162,6 +165,8 @@ def conv_lstm(hidden_size: int, spatial_shape: Sequence[int], kernel_size: int |
     if len(kernel_size) != len(spatial_shape):
         raise ValueError(f"{where}: expected one kernel size per spatial axis ({len(spatial_shape)}), got "
                          f"kernel_size={kernel_size}")
+    U_init, W_init, b_init, forget_bias = presets.defaults(
+        where, init, hidden_size, U_init=U_init, W_init=W_init, b_init=b_init, forget_bias=forget_bias)
     checks.initializers("jrnn.conv_lstm", U_init=U_init, W_init=W_init, b_init=b_init)
     return ConvLSTMCell(hidden_size, spatial_shape, kernel_size, bool(peephole), forget_bias, bool(bias), U_init,
                         W_init, b_init, dtype)

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, initializers, presets
 from jrnn._src.cells import gates
 from jrnn._src.contract import RecurrentMatrix, StateMaskable
 from jrnn._src.solvers.fused import register_fused_kernel
@@ -71,8 +71,8 @@ class ElmanCell(StateMaskable, RecurrentMatrix):
 
 
 def elman(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jnp.tanh, *, bias: bool = True,
-          U_init: Callable = initializers.glorot_uniform, W_init: Callable = initializers.orthogonal(),
-          b_init: Callable = initializers.zeros, dtype: Any = jnp.float32) -> ElmanCell:
+          U_init: Callable | None = None, W_init: Callable | None = None, b_init: Callable | None = None,
+          init: str | None = None, dtype: Any = jnp.float32) -> ElmanCell:
     """The Elman RNN cell of the seed note::
 
         s_t = f(U x_t + b_U + W s_{t-1} + b_W)        y_t = s_t
@@ -84,9 +84,12 @@ def elman(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jnp.t
       hidden_size: H, the size of ``s_t``.
       activation: the elementwise ``f``.
       bias: whether ``b_U`` and ``b_W`` exist.
-      U_init: initializer (``jrnn.init``) of ``U`` ``[H, I]``.
-      W_init: initializer of ``W`` ``[H, H]``.
-      b_init: initializer of both biases.
+      U_init: initializer (``jrnn.init``) of ``U`` ``[H, I]``; default ``glorot_uniform``.
+      W_init: initializer of ``W`` ``[H, H]``; default ``orthogonal()``.
+      b_init: initializer of both biases; default ``zeros``.
+      init: None (jrnn's defaults), or ``"pytorch"`` / ``"flax"`` / ``"keras"``: that library's (``nn.RNN``,
+        ``SimpleCell``, ``SimpleRNN``) default initialisers (docs: porting, "Matching a run from another library");
+        an explicit ``*_init`` argument wins.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -104,6 +107,8 @@ def elman(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jnp.t
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.elman")
     if not callable(activation):
         raise TypeError(f"jrnn.elman: expected a callable activation, got {activation!r}")
+    U_init, W_init, b_init = presets.defaults("jrnn.elman", init, hidden_size, U_init=U_init, W_init=W_init,
+                                              b_init=b_init)
     checks.initializers("jrnn.elman", U_init=U_init, W_init=W_init, b_init=b_init)
     return ElmanCell(hidden_size, activation, bias, U_init, W_init, b_init, dtype)
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, initializers, presets
 from jrnn._src.cells import gates
 from jrnn._src.contract import Preparable
 
@@ -126,7 +126,8 @@ class ExpRNNCell(Preparable):
 
 def exprnn(hidden_size: int, activation: Callable[[jax.Array, jax.Array], jax.Array] = modrelu, *,
            U_init: Callable = initializers.he_normal, A_init: Callable = initializers.henaff,
-           b_init: Callable = initializers.uniform(0.01), dtype: Any = jnp.float32) -> ExpRNNCell:
+           b_init: Callable = initializers.uniform(0.01), init: str | None = None,
+           dtype: Any = jnp.float32) -> ExpRNNCell:
     """The expRNN cell of Lezcano-Casado & Martínez-Rubio (2019, arXiv 1901.08428): an exactly orthogonal ``W``::
 
         W   = expm(A - A^T)                  (A's strict upper triangle; computed once per sequence)
@@ -146,6 +147,8 @@ def exprnn(hidden_size: int, activation: Callable[[jax.Array, jax.Array], jax.Ar
       U_init: initializer (``jrnn.init``) of ``U``; He normal as the authors' code.
       A_init: initializer of ``A`` ``[H, H]``: :func:`jrnn.init.henaff` (default) or :func:`jrnn.init.cayley`.
       b_init: initializer of the modReLU bias; U(-0.01, 0.01) as the paper.
+      init: None (jrnn's defaults); expRNN is in none of PyTorch, Flax or Keras, so ``"pytorch"``, ``"flax"`` and
+        ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -162,6 +165,7 @@ def exprnn(hidden_size: int, activation: Callable[[jax.Array, jax.Array], jax.Ar
       >>> ys.shape
       (2, 10, 6)
     """
+    presets.preset("jrnn.exprnn", init)
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.exprnn")
     if not callable(activation):
         raise TypeError(f"jrnn.exprnn: expected a callable activation (z, b) -> s, got {activation!r}")

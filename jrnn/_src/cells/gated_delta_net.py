@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn._src import checks
+from jrnn._src import checks, presets
 from jrnn._src.contract import Chunkwise, Windowed, WindowInputs
 
 L2_EPS = 1e-6  # transformers' (and fla's) l2norm: x / sqrt(Σ x² + 1e-6), whatever rms_norm_eps is
@@ -302,7 +302,7 @@ class GatedDeltaNetCell(Windowed, Chunkwise):
 def gated_delta_net(hidden_size: int, *, num_heads: int = 4, head_k_dim: int | None = None,
                     head_v_dim: int | None = None, num_v_heads: int | None = None, conv_width: int = 4,
                     eps: float = 1e-6, dt_range: tuple[float, float] | None = None,
-                    dtype: Any = jnp.float32) -> GatedDeltaNetCell:
+                    init: str | None = None, dtype: Any = jnp.float32) -> GatedDeltaNetCell:
     """The Gated DeltaNet layer (Yang, Kautz & Hatamizadeh 2024, "Gated Delta Networks: improving Mamba2 with delta
     rule", arXiv 2412.06464, equation (10) and figure 1), one cell; per value head ``h`` (key head ``g = h // r``)::
 
@@ -346,6 +346,9 @@ def gated_delta_net(hidden_size: int, *, num_heads: int = 4, head_k_dim: int | N
       eps: the gated RMSNorm's epsilon (``rms_norm_eps``).
       dt_range: None (transformers' ``dt_bias = 1``, ``A`` from U(0.01, 16)), or ``(dt_min, dt_max)`` with
         ``0 < dt_min <= dt_max``: fla's initialisation above.
+      init: None (jrnn's defaults), or ``"pytorch"``: transformers' ``Qwen3NextGatedDeltaNet`` constructor's draw,
+        which is jrnn's default with ``dt_range=None`` (docs: porting, "Matching a run from another library");
+        ``"flax"`` and ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -362,6 +365,7 @@ def gated_delta_net(hidden_size: int, *, num_heads: int = 4, head_k_dim: int | N
       >>> bool(jnp.allclose(ys, stepped.swapaxes(0, 1), atol=1e-5)), state.window.shape, state.inner.shape
       (True, (2, 3, 32), (2, 4, 4, 4))
     """
+    presets.preset("jrnn.gated_delta_net", init)
     where = "jrnn.gated_delta_net"
     hidden_size = checks.positive_int("hidden_size", hidden_size, where)
     num_heads = checks.positive_int("num_heads", num_heads, where)

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, initializers, presets
 from jrnn._src.cells import gates
 from jrnn._src.contract import RecurrentMatrix, StateMaskable
 from jrnn._src.solvers.fused import register_fused_kernel
@@ -81,9 +81,9 @@ class GRUCell(StateMaskable, RecurrentMatrix):
         return params.U.shape[1]
 
 
-def gru(hidden_size: int, *, reset_after: bool = True, bias: bool = True,
-        U_init: Callable = initializers.glorot_uniform, W_init: Callable = initializers.orthogonal(),
-        b_init: Callable = initializers.zeros, dtype: Any = jnp.float32) -> GRUCell:
+def gru(hidden_size: int, *, reset_after: bool = True, bias: bool = True, U_init: Callable | None = None,
+        W_init: Callable | None = None, b_init: Callable | None = None, init: str | None = None,
+        dtype: Any = jnp.float32) -> GRUCell:
     """The GRU cell. In the seed's notation, gates ``r, z, n`` packed in this order along axis 0::
 
         r = σ(U_r x_t + b_Ur + W_r s_{t-1} + b_Wr)          reset gate
@@ -96,9 +96,12 @@ def gru(hidden_size: int, *, reset_after: bool = True, bias: bool = True,
       hidden_size: H, the size of ``s_t``.
       reset_after: apply the reset gate after the recurrent matmul (PyTorch) or before it (Cho et al.).
       bias: whether ``b_U`` and ``b_W`` exist.
-      U_init: initializer (``jrnn.init``) of ``U``, applied per gate block.
-      W_init: initializer of ``W``, applied per gate block.
-      b_init: initializer of both biases, applied per gate block.
+      U_init: initializer (``jrnn.init``) of ``U``, applied per gate block; default ``glorot_uniform``.
+      W_init: initializer of ``W``, applied per gate block; default ``orthogonal()``.
+      b_init: initializer of both biases, applied per gate block; default ``zeros``.
+      init: None (jrnn's defaults), or ``"pytorch"`` / ``"flax"`` / ``"keras"``: that library's (``nn.GRU``,
+        ``GRUCell``, ``GRU``) default initialisers (docs: porting, "Matching a run from another library"); an
+        explicit ``*_init`` argument wins.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -113,6 +116,8 @@ def gru(hidden_size: int, *, reset_after: bool = True, bias: bool = True,
       (2, 4)
     """
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.gru")
+    U_init, W_init, b_init = presets.defaults("jrnn.gru", init, hidden_size, U_init=U_init, W_init=W_init,
+                                              b_init=b_init)
     checks.initializers("jrnn.gru", U_init=U_init, W_init=W_init, b_init=b_init)
     return GRUCell(hidden_size, bool(reset_after), bias, U_init, W_init, b_init, dtype)
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks
+from jrnn._src import checks, presets
 from jrnn._src.cells import gates, rg_lru
 from jrnn._src.cells.rg_lru import RGLRUParams
 from jrnn._src.contract import LinearRecurrence, Windowed, WindowInputs
@@ -69,6 +69,7 @@ class HawkBlockCell(Windowed, LinearRecurrence):
     max_rad: float = 0.999
     final_w_init_variance_scale: float = 1.0
     dtype: Any = jnp.float32
+    preset: str = "jrnn"  # "pytorch": the torch block's nn.Linear / nn.Conv1d draw (jrnn._src.presets)
 
     @property
     def window_size(self) -> int:
@@ -79,12 +80,13 @@ class HawkBlockCell(Windowed, LinearRecurrence):
         H, O, K, dtype = self.hidden_size, self.output_size, self.width, self.dtype
         k_y, k_x, k_out, k_conv, k_lru = jax.random.split(key, 5)
         in_std, out_std = (1.0 / input_size) ** 0.5, (self.final_w_init_variance_scale / H) ** 0.5
-        return HawkBlockParams(
+        params = HawkBlockParams(
             in_std * jax.random.normal(k_y, (H, input_size), dtype), jnp.zeros((H,), dtype),
             in_std * jax.random.normal(k_x, (H, input_size), dtype), jnp.zeros((H,), dtype),
             out_std * jax.random.normal(k_out, (O, H), dtype), jnp.zeros((O,), dtype),
             (0.01 / K) ** 0.5 * jax.random.normal(k_conv, (H, K), dtype), jnp.zeros((H,), dtype),
             rg_lru.init_params(k_lru, H, self.num_heads, self.min_rad, self.max_rad, dtype))
+        return presets.finish(self.preset, params, key, keep=("rg_lru",))
 
     def inner_initial_state(self, batch_shape=(), dtype=None) -> jax.Array:
         return gates.zeros_state(batch_shape, self.hidden_size, dtype or self.dtype)
@@ -114,7 +116,7 @@ class HawkBlockCell(Windowed, LinearRecurrence):
 
 def hawk_block(hidden_size: int, *, output_size: int | None = None, num_heads: int = 1, conv1d_width: int = 4,
                min_rad: float = 0.9, max_rad: float = 0.999, final_w_init_variance_scale: float = 1.0,
-               dtype: Any = jnp.float32) -> HawkBlockCell:
+               init: str | None = None, dtype: Any = jnp.float32) -> HawkBlockCell:
     """Hawk's (and Griffin's) recurrent block (De et al. 2024, arXiv 2402.19427, figure 2(c)), one cell::
 
         g_t = gelu(W_y x_t + b_y)                      gate branch        (GeLU, tanh form)
@@ -142,6 +144,10 @@ def hawk_block(hidden_size: int, *, output_size: int | None = None, num_heads: i
       min_rad: the inner radius of the RG-LRU's initial ring of ``|a|``, as :func:`jrnn.rg_lru`.
       max_rad: its outer radius.
       final_w_init_variance_scale: the variance scale of ``W_out``'s initialisation.
+      init: None (jrnn's defaults), or ``"pytorch"``: transformers' ``RecurrentGemmaRecurrentBlock`` constructor's
+        draw: ``nn.Linear`` and ``nn.Conv1d`` defaults, U(±1/√fan_in) weights and biases (its RG-LRU,
+        ``torch.empty`` there, keeps jrnn's init) (docs: porting, "Matching a run from another library"); ``"flax"``
+        and ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -167,4 +173,4 @@ def hawk_block(hidden_size: int, *, output_size: int | None = None, num_heads: i
         raise ValueError(f"{where}: expected a positive final_w_init_variance_scale, got "
                          f"{final_w_init_variance_scale!r}")
     return HawkBlockCell(hidden_size, output_size, num_heads, conv1d_width, min_rad, max_rad,
-                         float(final_w_init_variance_scale), dtype)
+                         float(final_w_init_variance_scale), dtype, presets.preset(where, init))

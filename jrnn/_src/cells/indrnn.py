@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, initializers, presets
 from jrnn._src.cells import gates
 
 
@@ -72,7 +72,7 @@ class IndRNNCell:
 
 def indrnn(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jax.nn.relu, *, bias: bool = True,
            U_init: Callable = initializers.glorot_uniform, w_init: Callable = initializers.uniform_range(0.0, 1.0),
-           b_init: Callable = initializers.zeros, dtype: Any = jnp.float32) -> IndRNNCell:
+           b_init: Callable = initializers.zeros, init: str | None = None, dtype: Any = jnp.float32) -> IndRNNCell:
     """The IndRNN cell of Li et al. (2018, arXiv 1803.04831): every unit its own recurrence::
 
         s_t = f(U x_t + w ⊙ s_{t-1} + b)          y_t = s_t        (the seed's W = diag(w))
@@ -89,6 +89,8 @@ def indrnn(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jax.
       U_init: initializer (``jrnn.init``) of ``U`` ``[H, I]``.
       w_init: initializer of ``w`` ``[H]``; U(0, 1) by default.
       b_init: initializer of ``b``.
+      init: None (jrnn's defaults); IndRNN is in none of PyTorch, Flax or Keras, so ``"pytorch"``, ``"flax"`` and
+        ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -102,6 +104,7 @@ def indrnn(hidden_size: int, activation: Callable[[jax.Array], jax.Array] = jax.
       >>> y.shape, params.w.shape
       ((2, 4), (4,))
     """
+    presets.preset("jrnn.indrnn", init)
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.indrnn")
     if not callable(activation):
         raise TypeError(f"jrnn.indrnn: expected a callable activation, got {activation!r}")

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, initializers, presets
 from jrnn._src.cells import gates
 from jrnn._src.cells.lstm import LSTMState
 from jrnn._src.contract import RecurrentMatrix
@@ -165,7 +165,8 @@ class LayerNormGRUCell(RecurrentMatrix):
 
 
 def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, U_init: Callable = initializers.glorot_uniform,
-                    W_init: Callable = initializers.orthogonal(), dtype: Any = jnp.float32) -> LayerNormLSTMCell:
+                    W_init: Callable = initializers.orthogonal(), init: str | None = None,
+                    dtype: Any = jnp.float32) -> LayerNormLSTMCell:
     """The layer-normalised LSTM of Ba, Kiros & Hinton (2016, arXiv 1607.06450, eq. 20-22), gates ``i, f, g, o``::
 
         [i; f; g; o] = LN(U x_t; g_U, b_U) + LN(W h_{t-1}; g_W, b_W)      (each LN over all 4H units)
@@ -186,6 +187,8 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, U_init: Calla
         :func:`jrnn.lstm`).
       U_init: initializer (``jrnn.init``) of ``U``, applied per gate block.
       W_init: initializer of ``W``, applied per gate block.
+      init: None (jrnn's defaults); none of PyTorch, Flax or Keras has a layer-normalised LSTM, so ``"pytorch"``,
+        ``"flax"`` and ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state. Gains start at 1, biases at 0.
 
     Returns:
@@ -199,13 +202,15 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, U_init: Calla
       >>> ys.shape, state.c.shape
       ((2, 5, 8), (2, 8))
     """
+    presets.preset("jrnn.layer_norm_lstm", init)
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.layer_norm_lstm")
     checks.initializers("jrnn.layer_norm_lstm", U_init=U_init, W_init=W_init)
     return LayerNormLSTMCell(hidden_size, forget_bias, U_init, W_init, dtype)
 
 
 def layer_norm_gru(hidden_size: int, *, U_init: Callable = initializers.glorot_uniform,
-                   W_init: Callable = initializers.orthogonal(), dtype: Any = jnp.float32) -> LayerNormGRUCell:
+                   W_init: Callable = initializers.orthogonal(), init: str | None = None,
+                   dtype: Any = jnp.float32) -> LayerNormGRUCell:
     """The layer-normalised GRU of Ba, Kiros & Hinton (2016, arXiv 1607.06450), gates ``r, z, n``::
 
         [a_r; a_z] = LN(U_rz x_t; g, β) + LN(W_rz s_{t-1}; g, β)      (each LN over the 2H gate units together)
@@ -221,6 +226,8 @@ def layer_norm_gru(hidden_size: int, *, U_init: Callable = initializers.glorot_u
       hidden_size: H, the size of ``s_t``.
       U_init: initializer (``jrnn.init``) of ``U``, applied per gate block.
       W_init: initializer of ``W``, applied per gate block.
+      init: None (jrnn's defaults); none of PyTorch, Flax or Keras has a layer-normalised GRU, so ``"pytorch"``,
+        ``"flax"`` and ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state. Gains start at 1, biases at 0.
 
     Returns:
@@ -234,6 +241,7 @@ def layer_norm_gru(hidden_size: int, *, U_init: Callable = initializers.glorot_u
       >>> y.shape
       (2, 4)
     """
+    presets.preset("jrnn.layer_norm_gru", init)
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.layer_norm_gru")
     checks.initializers("jrnn.layer_norm_gru", U_init=U_init, W_init=W_init)
     return LayerNormGRUCell(hidden_size, U_init, W_init, dtype)

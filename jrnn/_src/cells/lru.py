@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks
+from jrnn._src import checks, presets
 from jrnn._src.cells import complex_diagonal as cd
 from jrnn._src.contract import LinearRecurrence
 
@@ -131,7 +131,7 @@ def _real(name: str, value: Any, where: str) -> float:
 
 
 def lru(hidden_size: int, output_size: int, *, r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 6.28,
-        dtype: Any = jnp.float32) -> LRUCell:
+        init: str | None = None, dtype: Any = jnp.float32) -> LRUCell:
     """The Linear Recurrent Unit (Orvieto et al. 2023, arXiv 2303.06349): a complex diagonal linear recurrence::
 
         λ   = exp(-exp(ν_log) + i exp(θ_log))              [H] complex, |λ| < 1 for any ν_log
@@ -155,6 +155,8 @@ def lru(hidden_size: int, output_size: int, *, r_min: float = 0.0, r_max: float 
       r_min: the smallest initial ``|λ|``, in ``[0, 1)``.
       r_max: the largest initial ``|λ|``, in ``[r_min, 1]``.
       max_phase: the largest initial phase, positive; 6.28 (≈ 2π, the paper's and official code's default).
+      init: None (jrnn's defaults); the LRU is in none of PyTorch, Flax or Keras, so ``"pytorch"``, ``"flax"`` and
+        ``"keras"`` are a ValueError.
       dtype: dtype of the (real) parameters; the default state is its complex counterpart.
 
     Returns:
@@ -170,6 +172,7 @@ def lru(hidden_size: int, output_size: int, *, r_min: float = 0.0, r_max: float 
       >>> parallel.shape, s.dtype, bool(jnp.allclose(parallel, sequential, atol=1e-5))
       ((2, 50, 3), dtype('complex64'), True)
     """
+    presets.preset("jrnn.lru", init)
     where = "jrnn.lru"
     hidden_size = checks.positive_int("hidden_size", hidden_size, where)
     output_size = checks.positive_int("output_size", output_size, where)

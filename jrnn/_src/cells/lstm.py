@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, initializers, presets
 from jrnn._src.cells import gates
 from jrnn._src.contract import RecurrentMatrix, StateMaskable
 from jrnn._src.solvers.fused import register_fused_kernel
@@ -93,10 +93,9 @@ class LSTMCell(StateMaskable, RecurrentMatrix):
         return params.U.shape[1]
 
 
-def lstm(hidden_size: int, *, proj_size: int = 0, forget_bias: float = 1.0, bias: bool = True,
-         U_init: Callable = initializers.glorot_uniform, W_init: Callable = initializers.orthogonal(),
-         b_init: Callable = initializers.zeros, R_init: Callable = initializers.glorot_uniform,
-         dtype: Any = jnp.float32) -> LSTMCell:
+def lstm(hidden_size: int, *, proj_size: int = 0, forget_bias: float | None = None, bias: bool = True,
+         U_init: Callable | None = None, W_init: Callable | None = None, b_init: Callable | None = None,
+         R_init: Callable | None = None, init: str | None = None, dtype: Any = jnp.float32) -> LSTMCell:
     """The LSTM cell, exactly as PyTorch's ``nn.LSTM`` computes it. In the seed's notation, gates ``i, f, g, o``::
 
         [i; f; g; o] = U x_t + b_U + W h_{t-1} + b_W          (packed in this order along axis 0)
@@ -112,12 +111,16 @@ def lstm(hidden_size: int, *, proj_size: int = 0, forget_bias: float = 1.0, bias
       proj_size: P > 0 projects ``h_t`` to P features with ``R[P, H]`` (Sak et al. 2014, PyTorch's
         ``proj_size``); 0 for none.
       forget_bias: added to the forget gate's part of ``b_U`` at initialisation (Gers et al. 2000;
-        Jozefowicz et al. 2015 recommend 1, the default; Keras' ``unit_forget_bias``). Use 0 for PyTorch's.
+        Jozefowicz et al. 2015 recommend 1, the default; Keras' ``unit_forget_bias``). Use 0 (or
+        ``init="pytorch"``) for PyTorch's.
       bias: whether ``b_U`` and ``b_W`` exist.
-      U_init: initializer (``jrnn.init``) of ``U``, applied per gate block.
-      W_init: initializer of ``W``, applied per gate block.
-      b_init: initializer of both biases, applied per gate block.
-      R_init: initializer of the projection ``R``.
+      U_init: initializer (``jrnn.init``) of ``U``, applied per gate block; default ``glorot_uniform``.
+      W_init: initializer of ``W``, applied per gate block; default ``orthogonal()``.
+      b_init: initializer of both biases, applied per gate block; default ``zeros``.
+      R_init: initializer of the projection ``R``; default ``glorot_uniform`` (PyTorch's under ``"pytorch"``).
+      init: None (jrnn's defaults), or ``"pytorch"`` / ``"flax"`` / ``"keras"``: that library's (``nn.LSTM``,
+        ``LSTMCell``, ``LSTM``) default initialisers (docs: porting, "Matching a run from another library"); an
+        explicit ``*_init`` argument wins.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -138,6 +141,9 @@ def lstm(hidden_size: int, *, proj_size: int = 0, forget_bias: float = 1.0, bias
             raise ValueError(f"jrnn.lstm: expected proj_size < hidden_size ({hidden_size}), got {proj_size}")
     elif proj_size != 0:
         raise ValueError(f"jrnn.lstm: expected proj_size >= 0, got {proj_size!r}")
+    U_init, W_init, b_init, R_init, forget_bias = presets.defaults(
+        "jrnn.lstm", init, hidden_size, U_init=U_init, W_init=W_init, b_init=b_init, R_init=R_init,
+        forget_bias=forget_bias)
     checks.initializers("jrnn.lstm", U_init=U_init, W_init=W_init, b_init=b_init, R_init=R_init)
     return LSTMCell(hidden_size, proj_size, forget_bias, bias, U_init, W_init, b_init, R_init, dtype)
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks
+from jrnn._src import checks, presets
 from jrnn._src.cells import gates
 from jrnn._src.contract import LinearRecurrence, Windowed, WindowInputs
 
@@ -228,7 +228,8 @@ class MambaCell(Windowed, LinearRecurrence):
 
 def mamba(hidden_size: int, *, state_size: int = 16, expand: float = 2, conv_width: int = 4, dt_rank: Any = "auto",
           conv_bias: bool = True, bias: bool = False, dt_min: float = 0.001, dt_max: float = 0.1,
-          dt_init_floor: float = 1e-4, dt_scale: float = 1.0, dtype: Any = jnp.float32) -> MambaCell:
+          dt_init_floor: float = 1e-4, dt_scale: float = 1.0, init: str | None = None,
+          dtype: Any = jnp.float32) -> MambaCell:
     """Mamba's block (Gu & Dao 2023, "Mamba: linear-time sequence modeling with selective state spaces", arXiv
     2312.00752, figure 3 and algorithm 2), one cell::
 
@@ -262,6 +263,9 @@ def mamba(hidden_size: int, *, state_size: int = 16, expand: float = 2, conv_wid
       dt_max: the largest initial Δ.
       dt_init_floor: the floor of the initial Δ.
       dt_scale: the scale of ``W_Δ``'s initialisation, U(±dt_scale / √R).
+      init: None (jrnn's defaults), or ``"pytorch"``: transformers' ``MambaMixer`` constructor's draw, which is
+        jrnn's default (the official init) (docs: porting, "Matching a run from another library"); ``"flax"`` and
+        ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -277,6 +281,7 @@ def mamba(hidden_size: int, *, state_size: int = 16, expand: float = 2, conv_wid
       >>> bool(jnp.allclose(parallel, sequential, atol=1e-5)), state.window.shape, state.inner.shape
       (True, (2, 3, 16), (2, 64))
     """
+    presets.preset("jrnn.mamba", init)
     where = "jrnn.mamba"
     hidden_size = checks.positive_int("hidden_size", hidden_size, where)
     state_size = checks.positive_int("state_size", state_size, where)
@@ -340,7 +345,8 @@ class S6Cell(LinearRecurrence):
 
 
 def s6(hidden_size: int, *, state_size: int = 16, dt_rank: Any = "auto", dt_min: float = 0.001,
-       dt_max: float = 0.1, dt_init_floor: float = 1e-4, dt_scale: float = 1.0, dtype: Any = jnp.float32) -> S6Cell:
+       dt_max: float = 0.1, dt_init_floor: float = 1e-4, dt_scale: float = 1.0, init: str | None = None,
+       dtype: Any = jnp.float32) -> S6Cell:
     """The selective state space model S6 (Gu & Dao 2023, arXiv 2312.00752, algorithm 2), channel by channel::
 
         (Δ̂_t, B_t, C_t) = x_proj(u_t)                       [..., R], [..., N], [..., N]
@@ -360,6 +366,9 @@ def s6(hidden_size: int, *, state_size: int = 16, dt_rank: Any = "auto", dt_min:
       dt_max: the largest initial Δ.
       dt_init_floor: the floor of the initial Δ.
       dt_scale: the scale of ``W_Δ``'s initialisation.
+      init: None (jrnn's defaults), or ``"pytorch"``: the SSM part of transformers' ``MambaMixer`` constructor's
+        draw, which is jrnn's default (docs: porting, "Matching a run from another library"); ``"flax"`` and
+        ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -373,6 +382,7 @@ def s6(hidden_size: int, *, state_size: int = 16, dt_rank: Any = "auto", dt_min:
       >>> ys.shape, h.shape
       ((2, 10, 4), (2, 32))
     """
+    presets.preset("jrnn.s6", init)
     where = "jrnn.s6"
     hidden_size = checks.positive_int("hidden_size", hidden_size, where)
     state_size = checks.positive_int("state_size", state_size, where)

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks
+from jrnn._src import checks, presets
 from jrnn._src.cells import gates
 from jrnn._src.cells.mamba import _check_dt, _uniform
 from jrnn._src.contract import Chunkwise, LinearRecurrence, Windowed, WindowInputs
@@ -244,7 +244,7 @@ class Mamba2Cell(Windowed, LinearRecurrence, Chunkwise):
 def mamba2(hidden_size: int, *, state_size: int = 128, expand: float = 2, head_dim: int = 64, n_groups: int = 1,
            conv_width: int = 4, conv_bias: bool = True, bias: bool = False, dt_min: float = 0.001,
            dt_max: float = 0.1, dt_init_floor: float = 1e-4, dt_limit: tuple[float, float] = (0.0, math.inf),
-           norm_eps: float = 1e-5, dtype: Any = jnp.float32) -> Mamba2Cell:
+           norm_eps: float = 1e-5, init: str | None = None, dtype: Any = jnp.float32) -> Mamba2Cell:
     """Mamba-2's block (Dao & Gu 2024, "Transformers are SSMs: generalized models and efficient algorithms through
     structured state space duality", arXiv 2405.21060, section 7 and figure 6), one cell::
 
@@ -284,6 +284,9 @@ def mamba2(hidden_size: int, *, state_size: int = 128, expand: float = 2, head_d
       dt_init_floor: the floor of the initial Δ.
       dt_limit: ``(low, high)``, the clamp on Δ (transformers' ``time_step_limit``; none by default).
       norm_eps: the gated RMSNorm's epsilon (transformers' ``layer_norm_epsilon``).
+      init: None (jrnn's defaults), or ``"pytorch"``: transformers' ``Mamba2Mixer`` constructor's draw, which is
+        jrnn's default (docs: porting, "Matching a run from another library"); ``"flax"`` and ``"keras"`` are a
+        ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -299,6 +302,7 @@ def mamba2(hidden_size: int, *, state_size: int = 128, expand: float = 2, head_d
       >>> bool(jnp.allclose(parallel, sequential, atol=1e-5)), state.window.shape, state.inner.shape
       (True, (2, 3, 32), (2, 64))
     """
+    presets.preset("jrnn.mamba2", init)
     where = "jrnn.mamba2"
     hidden_size = checks.positive_int("hidden_size", hidden_size, where)
     state_size = checks.positive_int("state_size", state_size, where)

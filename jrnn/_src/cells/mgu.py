@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, initializers, presets
 from jrnn._src.cells import gates
 from jrnn._src.contract import RecurrentMatrix
 
@@ -82,9 +82,9 @@ class MGUCell(RecurrentMatrix):
         return params.U.shape[1]
 
 
-def mgu(hidden_size: int, *, reset_after: bool = True, forget_bias: float = 1.0, bias: bool = True,
-        U_init: Callable = initializers.glorot_uniform, W_init: Callable = initializers.orthogonal(),
-        b_init: Callable = initializers.zeros, dtype: Any = jnp.float32) -> MGUCell:
+def mgu(hidden_size: int, *, reset_after: bool = True, forget_bias: float | None = None, bias: bool = True,
+        U_init: Callable | None = None, W_init: Callable | None = None, b_init: Callable | None = None,
+        init: str | None = None, dtype: Any = jnp.float32) -> MGUCell:
     """The minimal gated unit (Zhou et al. 2016, arXiv 1603.09420), one gate ``f`` for both of the GRU's::
 
         f   = σ(U_f x_t + b_Uf + W_f s_{t-1} + b_Wf)
@@ -101,11 +101,13 @@ def mgu(hidden_size: int, *, reset_after: bool = True, forget_bias: float = 1.0,
     Args:
       hidden_size: H, the size of ``s_t``.
       reset_after: apply the gate after the recurrent matmul (Flax) or before it (Zhou et al.).
-      forget_bias: added to the gate's part of ``b_U`` at initialisation.
+      forget_bias: added to the gate's part of ``b_U`` at initialisation; default 1.
       bias: whether ``b_U`` and ``b_W`` exist.
-      U_init: initializer (``jrnn.init``) of ``U``, applied per block.
-      W_init: initializer of ``W``, applied per block.
-      b_init: initializer of both biases, applied per block.
+      U_init: initializer (``jrnn.init``) of ``U``, applied per block; default ``glorot_uniform``.
+      W_init: initializer of ``W``, applied per block; default ``orthogonal()``.
+      b_init: initializer of both biases, applied per block; default ``zeros``.
+      init: None (jrnn's defaults), or ``"flax"``: Flax's ``MGUCell`` default initialisers (docs: porting, "Matching
+        a run from another library"); an explicit ``*_init`` argument wins.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -120,5 +122,7 @@ def mgu(hidden_size: int, *, reset_after: bool = True, forget_bias: float = 1.0,
       ((2, 4), (8, 3))
     """
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.mgu")
+    U_init, W_init, b_init, forget_bias = presets.defaults(
+        "jrnn.mgu", init, hidden_size, U_init=U_init, W_init=W_init, b_init=b_init, forget_bias=forget_bias)
     checks.initializers("jrnn.mgu", U_init=U_init, W_init=W_init, b_init=b_init)
     return MGUCell(hidden_size, bool(reset_after), forget_bias, bool(bias), U_init, W_init, b_init, dtype)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks, initializers
+from jrnn._src import checks, initializers, presets
 from jrnn._src.cells import gates
 from jrnn._src.contract import LinearRecurrence
 from jrnn._src.solvers import deprecated
@@ -160,7 +160,7 @@ class MinLSTMCell(LinearRecurrence):
 
 def min_gru(hidden_size: int, *, parallel: bool | None = None, bias: bool = True,
             U_init: Callable = initializers.glorot_uniform, b_init: Callable = initializers.zeros,
-            dtype: Any = jnp.float32) -> MinGRUCell:
+            init: str | None = None, dtype: Any = jnp.float32) -> MinGRUCell:
     """minGRU (Feng et al. 2024, arXiv 2410.01201): a GRU whose gate and candidate see only ``x_t``::
 
         z_t   = σ(U_z x_t + b_z)                    update gate, of the input alone
@@ -181,6 +181,8 @@ def min_gru(hidden_size: int, *, parallel: bool | None = None, bias: bool = True
       bias: whether ``b`` exists.
       U_init: initializer (``jrnn.init``) of ``U``, applied per block.
       b_init: initializer of ``b``, applied per block.
+      init: None (jrnn's defaults); minGRU is in none of PyTorch, Flax or Keras, so ``"pytorch"``, ``"flax"`` and
+        ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -196,6 +198,7 @@ def min_gru(hidden_size: int, *, parallel: bool | None = None, bias: bool = True
       >>> bool(jnp.allclose(parallel, sequential, atol=1e-5))
       True
     """
+    presets.preset("jrnn.min_gru", init)
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.min_gru")
     checks.initializers("jrnn.min_gru", U_init=U_init, b_init=b_init)
     return MinGRUCell(hidden_size, _parallel(parallel, "jrnn.min_gru"), bool(bias), U_init, b_init, dtype)
@@ -203,7 +206,7 @@ def min_gru(hidden_size: int, *, parallel: bool | None = None, bias: bool = True
 
 def min_lstm(hidden_size: int, *, parallel: bool | None = None, bias: bool = True,
              U_init: Callable = initializers.glorot_uniform, b_init: Callable = initializers.zeros,
-             dtype: Any = jnp.float32) -> MinLSTMCell:
+             init: str | None = None, dtype: Any = jnp.float32) -> MinLSTMCell:
     """minLSTM (Feng et al. 2024, arXiv 2410.01201): an LSTM without ``s_{t-1}`` in its gates, gates normalised::
 
         f_t = σ(U_f x_t + b_f)      i_t = σ(U_i x_t + b_i)      h̃_t = g(U_h x_t + b_h)
@@ -219,6 +222,8 @@ def min_lstm(hidden_size: int, *, parallel: bool | None = None, bias: bool = Tru
       bias: whether ``b`` exists.
       U_init: initializer (``jrnn.init``) of ``U``, applied per block.
       b_init: initializer of ``b``, applied per block.
+      init: None (jrnn's defaults); minLSTM is in none of PyTorch, Flax or Keras, so ``"pytorch"``, ``"flax"`` and
+        ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -232,6 +237,7 @@ def min_lstm(hidden_size: int, *, parallel: bool | None = None, bias: bool = Tru
       >>> ys.shape, s.shape
       ((2, 6, 8), (2, 8))
     """
+    presets.preset("jrnn.min_lstm", init)
     hidden_size = checks.positive_int("hidden_size", hidden_size, "jrnn.min_lstm")
     checks.initializers("jrnn.min_lstm", U_init=U_init, b_init=b_init)
     return MinLSTMCell(hidden_size, _parallel(parallel, "jrnn.min_lstm"), bool(bias), U_init, b_init, dtype)

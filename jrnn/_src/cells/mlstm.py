@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks
+from jrnn._src import checks, presets
 from jrnn._src.cells import gates
 from jrnn._src.contract import Chunkwise
 
@@ -131,6 +131,7 @@ class MLSTMCell(Chunkwise):
     norm_eps: float = 1e-6
     num_layers: int = 1
     dtype: Any = jnp.float32
+    preset: str = "jrnn"  # "pytorch": the torch layer's nn.Linear draw (jrnn._src.presets)
 
     @property
     def output_size(self) -> int:
@@ -152,7 +153,7 @@ class MLSTMCell(Chunkwise):
         k_q, k_k, k_v, k_out = jax.random.split(key, 4)
         small = math.sqrt(2 / (5 * F))
         zeros = (lambda n: jnp.zeros((n,), dtype)) if self.bias else (lambda n: None)
-        return MLSTMParams(
+        params = MLSTMParams(
             small * jax.random.normal(k_q, (Dqk, F), dtype), zeros(Dqk),
             small * jax.random.normal(k_k, (Dqk, F), dtype), zeros(Dqk),
             small * jax.random.normal(k_v, (Dv, F), dtype), zeros(Dv),
@@ -161,6 +162,7 @@ class MLSTMCell(Chunkwise):
             jnp.zeros((NH, F), dtype), jnp.linspace(3.0, 6.0, NH, dtype=dtype),
             jnp.ones((Dv,), dtype), zeros(Dv),
             2 / self.num_layers / math.sqrt(F) * jax.random.normal(k_out, (O, Dv), dtype), zeros(O))
+        return presets.finish(self.preset, params, key)
 
     def initial_state(self, batch_shape=(), dtype=None) -> MLSTMState:
         NH, dtype, batch = self.num_heads, dtype or self.dtype, tuple(batch_shape)
@@ -272,7 +274,7 @@ class MLSTMCell(Chunkwise):
 
 def mlstm(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 0.5, v_dim_factor: float = 1.0,
           bias: bool = False, gate_soft_cap: float | None = 15.0, eps: float = 1e-6, norm_eps: float = 1e-6,
-          num_layers: int = 1, dtype: Any = jnp.float32) -> MLSTMCell:
+          num_layers: int = 1, init: str | None = None, dtype: Any = jnp.float32) -> MLSTMCell:
     """The mLSTM layer of xLSTM (Beck et al. 2024, "xLSTM: extended long short-term memory", arXiv 2405.04517,
     section 2.3), in the layout of xLSTM-7B and transformers' ``xLSTMLayer`` (:func:`jrnn.from_torch` converts
     one). In the seed's notation, ``U`` the input weights (every projection below reads ``x_t`` alone), the state
@@ -316,6 +318,9 @@ def mlstm(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 0.5, v
       eps: ``ε`` of ``h̃``'s denominator.
       norm_eps: the layer norm's epsilon.
       num_layers: the number of layers of the stack, which scales ``V``'s initialisation.
+      init: None (jrnn's defaults), or ``"pytorch"``: transformers' ``xLSTMLayer`` constructor's draw (without
+        ``_init_weights``): every weight and gate bias as ``nn.Linear``'s, U(±1/√fan_in); norms 1 (docs: porting,
+        "Matching a run from another library"); ``"flax"`` and ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -335,12 +340,14 @@ def mlstm(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 0.5, v
       (True, True)
     """
     return _layer("jrnn.mlstm", hidden_size, num_heads, qk_dim_factor, v_dim_factor, bias, gate_soft_cap, eps, norm_eps,
-                  num_layers, dtype)
+                  num_layers, dtype, init)
 
 
 def _layer(where: str, hidden_size: int, num_heads: int, qk_dim_factor: float, v_dim_factor: float, bias: bool,
-           gate_soft_cap: float | None, eps: float, norm_eps: float, num_layers: int, dtype: Any) -> MLSTMCell:
+           gate_soft_cap: float | None, eps: float, norm_eps: float, num_layers: int, dtype: Any,
+           init: str | None) -> MLSTMCell:
     """:func:`mlstm` with its checks' errors naming ``where``."""
+    preset = presets.preset(where, init)
     hidden_size = checks.positive_int("hidden_size", hidden_size, where)
     num_heads = checks.positive_int("num_heads", num_heads, where)
     num_layers = checks.positive_int("num_layers", num_layers, where)
@@ -362,7 +369,7 @@ def _layer(where: str, hidden_size: int, num_heads: int, qk_dim_factor: float, v
             raise ValueError(f"{where}: expected a non-negative {name}, got {value!r}")
     return MLSTMCell(hidden_size, num_heads, dims["qk_dim_factor"], dims["v_dim_factor"], bool(bias),
                      None if gate_soft_cap is None else float(gate_soft_cap), float(eps), float(norm_eps), num_layers,
-                     dtype)
+                     dtype, preset)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -433,11 +440,12 @@ class MLSTMBlockCell(Chunkwise):
         P, dtype, layer = self.ffn_size, self.layer.dtype, self.layer
         k_layer, k_up, k_down = jax.random.split(key, 3)
         zeros = (lambda n: jnp.zeros((n,), dtype)) if layer.bias else (lambda n: None)
-        return MLSTMBlockParams(
+        params = MLSTMBlockParams(
             jnp.ones((D,), dtype), zeros(D), layer.init(k_layer, D), jnp.ones((D,), dtype), zeros(D),
             jnp.zeros((P, D), dtype), zeros(P),
             math.sqrt(2 / (5 * D)) * jax.random.normal(k_up, (P, D), dtype), zeros(P),
             2 / layer.num_layers / math.sqrt(P) * jax.random.normal(k_down, (D, P), dtype), zeros(D))
+        return presets.finish(layer.preset, params, key, keep=("mlstm_layer",))  # the layer's is its own
 
     def initial_state(self, batch_shape=(), dtype=None) -> MLSTMState:
         return self.layer.initial_state(batch_shape, dtype)
@@ -472,7 +480,7 @@ class MLSTMBlockCell(Chunkwise):
 def mlstm_block(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 0.5, v_dim_factor: float = 1.0,
                 ffn_proj_factor: float = 2.667, ffn_round_up_to_multiple_of: int = 64, bias: bool = False,
                 gate_soft_cap: float | None = 15.0, eps: float = 1e-6, norm_eps: float = 1e-6, num_layers: int = 1,
-                dtype: Any = jnp.float32) -> MLSTMBlockCell:
+                init: str | None = None, dtype: Any = jnp.float32) -> MLSTMBlockCell:
     """xLSTM-7B's block (Beck et al. 2025, "xLSTM 7B", arXiv 2503.13427; transformers' ``xLSTMBlock``, which
     :func:`jrnn.from_torch` converts): the :func:`mlstm` layer and a SiLU-gated feed-forward, each after an RMSNorm
     and inside a residual::
@@ -499,6 +507,9 @@ def mlstm_block(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 
       ffn_proj_factor: the feed-forward's width is ``D · ffn_proj_factor`` rounded up to a multiple of
         ``ffn_round_up_to_multiple_of``.
       ffn_round_up_to_multiple_of: see ``ffn_proj_factor``.
+      init: None (jrnn's defaults), or ``"pytorch"``: transformers' ``xLSTMBlock`` constructor's draw (without
+        ``_init_weights``): every weight and gate bias as ``nn.Linear``'s, U(±1/√fan_in); norms 1 (docs: porting,
+        "Matching a run from another library"); ``"flax"`` and ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -513,7 +524,7 @@ def mlstm_block(hidden_size: int, *, num_heads: int = 4, qk_dim_factor: float = 
       ((3, 10, 8), (24, 8), (3, 2, 2, 4))
     """
     layer = _layer("jrnn.mlstm_block", hidden_size, num_heads, qk_dim_factor, v_dim_factor, bias, gate_soft_cap, eps,
-                   norm_eps, num_layers, dtype)
+                   norm_eps, num_layers, dtype, init)
     multiple = checks.positive_int("ffn_round_up_to_multiple_of", ffn_round_up_to_multiple_of, "jrnn.mlstm_block")
     if isinstance(ffn_proj_factor, bool) or not isinstance(ffn_proj_factor, (int, float)) or ffn_proj_factor <= 0:
         raise ValueError(f"jrnn.mlstm_block: expected a positive ffn_proj_factor, got {ffn_proj_factor!r}")

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks
+from jrnn._src import checks, presets
 from jrnn._src.cells import gates
 from jrnn._src.contract import LinearRecurrence, Windowed, WindowInputs
 
@@ -172,7 +172,7 @@ class RGLRUCell(Windowed, LinearRecurrence):
 
 
 def rg_lru(hidden_size: int, *, num_heads: int = 1, min_rad: float = 0.9, max_rad: float = 0.999,
-           dtype: Any = jnp.float32) -> RGLRUCell:
+           init: str | None = None, dtype: Any = jnp.float32) -> RGLRUCell:
     """The Real-Gated Linear Recurrent Unit (De et al. 2024, "Griffin", arXiv 2402.19427, section 2.4)::
 
         i_t = σ(W_x x_t + b_x)                        input gate      (block-diagonal: num_heads blocks)
@@ -199,6 +199,9 @@ def rg_lru(hidden_size: int, *, num_heads: int = 1, min_rad: float = 0.9, max_ra
       num_heads: the number of diagonal blocks of both gates; must divide ``hidden_size``.
       min_rad: the inner radius of the initial ring of ``|a|``.
       max_rad: its outer radius; ``0 < min_rad < max_rad < 1``.
+      init: None (jrnn's defaults); transformers' ``RecurrentGemmaRglru`` leaves its parameters uninitialised
+        (``torch.empty``) and Flax and Keras have none (``hawk_block`` has ``"pytorch"``), so ``"pytorch"``,
+        ``"flax"`` and ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -214,6 +217,7 @@ def rg_lru(hidden_size: int, *, num_heads: int = 1, min_rad: float = 0.9, max_ra
       >>> bool(jnp.allclose(parallel, sequential, atol=1e-5)), s.inner.shape
       (True, (2, 8))
     """
+    presets.preset("jrnn.rg_lru", init)
     where = "jrnn.rg_lru"
     hidden_size = checks.positive_int("hidden_size", hidden_size, where)
     num_heads = check_heads(hidden_size, num_heads, where)

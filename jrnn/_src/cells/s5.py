@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn._src import checks
+from jrnn._src import checks, presets
 from jrnn._src.cells import complex_diagonal as cd
 from jrnn._src.contract import LinearRecurrence
 
@@ -176,7 +176,8 @@ def _positive_real(name: str, value: Any, where: str) -> float:
 
 
 def s5(hidden_size: int, output_size: int, *, blocks: int = 1, discretization: str = "zoh", conj_sym: bool = True,
-       clip_eigs: bool = False, dt_min: float = 0.001, dt_max: float = 0.1, dtype: Any = jnp.float32) -> S5Cell:
+       clip_eigs: bool = False, dt_min: float = 0.001, dt_max: float = 0.1, init: str | None = None,
+       dtype: Any = jnp.float32) -> S5Cell:
     """The S5 state space layer (Smith, Warrington & Linderman 2023, arXiv 2208.04933) as a recurrent cell::
 
         Λ = Λ_re + i Λ_im   [H],   Δ = exp(log_step)   [H],   B̃ = B_re + i B_im   [H, I]
@@ -209,6 +210,8 @@ def s5(hidden_size: int, output_size: int, *, blocks: int = 1, discretization: s
         autoregressive tasks and unbounded lengths; off by default, as there).
       dt_min: the smallest initial ``Δ``, positive.
       dt_max: the largest initial ``Δ``, at least ``dt_min``.
+      init: None (jrnn's defaults); S5 is in none of PyTorch, Flax or Keras, so ``"pytorch"``, ``"flax"`` and
+        ``"keras"`` are a ValueError.
       dtype: dtype of the (real) parameters; the default state is its complex counterpart.
 
     Returns:
@@ -224,6 +227,7 @@ def s5(hidden_size: int, output_size: int, *, blocks: int = 1, discretization: s
       >>> parallel.shape, s.dtype, bool(jnp.allclose(parallel, sequential, atol=1e-5))
       ((2, 50, 3), dtype('complex64'), True)
     """
+    presets.preset("jrnn.s5", init)
     where = "jrnn.s5"
     hidden_size = checks.positive_int("hidden_size", hidden_size, where)
     output_size = checks.positive_int("output_size", output_size, where)

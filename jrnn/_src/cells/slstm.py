@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jrnn._src import checks
+from jrnn._src import checks, presets
 from jrnn._src.cells import gates
 
 
@@ -99,7 +99,7 @@ class SLSTMCell:
         return params.U.shape[-1]
 
 
-def slstm(hidden_size: int, *, num_heads: int = 4, dtype: Any = jnp.float32) -> SLSTMCell:
+def slstm(hidden_size: int, *, num_heads: int = 4, init: str | None = None, dtype: Any = jnp.float32) -> SLSTMCell:
     """The sLSTM cell of xLSTM (Beck et al. 2024, "xLSTM: extended long short-term memory", arXiv 2405.04517,
     section 2.2, equations 8-17), as the official ``xlstm`` package's vanilla sLSTM computes it. In the seed's
     notation, ``s_t = (h_t, c_t, n_t, m_t)``, gates ``i, f, z, o``::
@@ -125,6 +125,8 @@ def slstm(hidden_size: int, *, num_heads: int = 4, dtype: Any = jnp.float32) -> 
     Args:
       hidden_size: H, the size of ``h_t``, ``c_t`` and each gate.
       num_heads: NH, the number of heads; it must divide ``hidden_size``.
+      init: None (jrnn's defaults); the sLSTM is in none of PyTorch (transformers' xLSTM is mLSTM only), Flax or
+        Keras, so ``"pytorch"``, ``"flax"`` and ``"keras"`` are a ValueError.
       dtype: dtype of the parameters and the default state.
 
     Returns:
@@ -138,6 +140,7 @@ def slstm(hidden_size: int, *, num_heads: int = 4, dtype: Any = jnp.float32) -> 
       >>> ys.shape, params.W.shape, bool(jnp.all(state.n > 0))
       ((2, 5, 8), (4, 2, 4, 4), True)
     """
+    presets.preset("jrnn.slstm", init)
     where = "jrnn.slstm"
     hidden_size = checks.positive_int("hidden_size", hidden_size, where)
     num_heads = checks.positive_int("num_heads", num_heads, where)
