@@ -3,6 +3,7 @@ docstring examples (every ``Example:`` block runs under pytest's ``--doctest-mod
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
 import os
@@ -155,3 +156,81 @@ print(jrnn.__version__, jrnn.__file__)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "pip install 'jrnn[plot]'" in run.stdout
     assert jrnn.__version__ in run.stdout and str(env) in run.stdout  # the installed copy, not this checkout
+
+
+def _requires_dist(wheel: pathlib.Path) -> dict[str, list[str]]:
+    """The wheel's ``Requires-Dist`` lines by extra (``""``: the core), markers dropped: ``{"bench": [...]}``."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(name).decode()
+    by_extra: dict[str, list[str]] = {}
+    for line in re.findall(r"^Requires-Dist: (.+)$", metadata, flags=re.M):
+        requirement, _, marker = line.partition(";")
+        extra = re.search(r"extra == \"([^\"]+)\"", marker)
+        by_extra.setdefault(extra.group(1) if extra else "", []).append(requirement.replace(" ", ""))
+    return by_extra
+
+
+def _closure(by_extra: dict[str, list[str]], extra: str) -> set[str]:
+    """Every requirement that ``pip install 'jrnn[extra]'`` asks for, through the extras that name other extras."""
+    found: set[str] = set(by_extra[""])
+    todo, seen = [extra], set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        for requirement in by_extra[name]:
+            nested = re.fullmatch(r"jrnn\[([^\]]+)\]", requirement)
+            if nested:
+                todo += [e for e in nested.group(1).split(",") if e not in seen]
+            else:
+                found.add(requirement)
+    return found
+
+
+def test_wheel_metadata_carries_the_floors_ci_pins_and_the_readme_commands_pull_no_torch_range(dist):
+    """Issue 23: the floors in the wheel are ``.ci/minimum.txt``'s pins (jaxlib with jax), and the two commands of the
+    README's first code block cannot resolve torch to a range, which pip fills with the newest (CUDA) build: the
+    showcase's extra asks for no torch, the tests' extra pins the CPU build ``[bench]`` was measured with. Only the
+    ``[torch]`` extra is a range, and the README's install section says to install the CPU build before it."""
+    by_extra = _requires_dist(dist[0])
+    floors = dict(re.fullmatch(r"([a-z0-9_.-]+)>=([0-9.]+)", r).groups() for r in by_extra[""])
+    assert set(floors) == {"jax", "numpy", "optax"}, by_extra[""]
+    pins = dict(line.split("==") for line in (ROOT / ".ci" / "minimum.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    assert {name: pins[name] for name in floors} == floors
+    assert pins["jaxlib"] == pins["jax"]
+
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```")[1]
+    commands = re.findall(r'pip install -e "\.\[(\w+)\]"', first_block)
+    assert commands == ["experiments", "test"], first_block
+    for extra in commands:
+        torches = {r for r in _closure(by_extra, extra) if re.match(r"torch\b", r)}
+        assert not torches or "torch==2.13.0" in torches, (extra, torches)
+    assert not {r for r in _closure(by_extra, "experiments") if r.startswith("torch")}
+    ranged = [extra for extra in by_extra if extra and any(re.fullmatch(r"torch>=[0-9.]+", r) for r in by_extra[extra])]
+    assert ranged == ["torch"], ranged
+    install = readme[readme.index("## Install"):readme.index("## Quick start")]
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in install
+    assert f"jax {pins['jax']}" in readme[readme.index("Tested versions:"):]
+
+
+def test_no_experiment_imports_torch():
+    """``pip install -e ".[experiments]"`` installs no PyTorch, so nothing under ``experiments/`` may import it."""
+    for path in sorted((ROOT / "experiments").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.split(".")[0] == "torch"], f"{path.name}:{node.lineno} imports torch"
+
+
+@pytest.mark.parametrize("package", ["experiments", "benchmarks"])
+def test_python_m_runs_outside_the_checkout(package, tmp_path):
+    """``pip install -e .`` puts the checkout's root on ``sys.path`` (pyproject's ``package-dir``), so
+    ``python -m experiments`` works from any directory, not only the root."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-m", package, "--help"], capture_output=True, text=True, cwd=tmp_path,
+                         env=env, timeout=300)
+    assert run.returncode == 0, (f"`python -m {package}` outside the checkout failed; an editable install made before "
+                                 f"pyproject set package-dir needs `pip install -e .` again:\n{run.stderr[-2000:]}")
+    assert f"python -m {package}" in run.stdout
