@@ -144,7 +144,7 @@ def test_the_cell_is_chunkwise_and_auto_takes_chunks_of_its_value_size():
     assert sizes == {4: 16, 16: 16, 17: 32, 64: 64, 128: 64}
 
 
-@pytest.mark.parametrize("size", [1, 3, 16])  # one step; not dividing T = 11; more than T
+@pytest.mark.parametrize("size", [3, 16])  # not dividing T = 11; more than T (one step a chunk: test_chunked)
 def test_chunks_equal_the_sequential_scan_in_values_and_gradients(size):
     """With lengths (a full, a short and an empty row), resets (two adjacent), reverse and a random initial state
     (window and memories): outputs, final states and the gradients w.r.t. the parameters, the inputs and the

@@ -132,8 +132,12 @@ def check_against_torch(kind, num_layers, bidirectional, bias, batch_first, with
         assert np.all(y_bt[padded] == 0.0), "padded outputs must be exactly 0"
 
 
-GRID = list(itertools.product(["rnn_tanh", "lstm", "gru"], [1, 2, 3], [False, True], [True, False],
+# Every combination at 1 and 2 layers (2 already passes one layer's outputs to the next); 3 layers once per cell and
+# direction, with bias, lengths and an initial state, in both layouts.
+GRID = list(itertools.product(["rnn_tanh", "lstm", "gru"], [1, 2], [False, True], [True, False],
                               [True, False], [False, True], [False, True]))
+GRID += list(itertools.product(["rnn_tanh", "lstm", "gru"], [3], [False, True], [True], [True, False], [True],
+                               [True]))
 EXTRA = list(itertools.product(["rnn_relu", "lstm_proj"], [2], [False, True], [True], [True], [False, True],
                                [False, True]))
 
