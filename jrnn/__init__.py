@@ -31,15 +31,8 @@ from jrnn._src.cells.mamba import MambaCell, MambaParams, S6Cell, S6Params, mamb
 from jrnn._src.cells.mamba2 import Mamba2Cell, Mamba2Params, mamba2
 from jrnn._src.cells.mgu import MGUCell, MGUParams, mgu
 from jrnn._src.cells.min_rnn import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams, min_gru, min_lstm
-from jrnn._src.cells.mlstm import (
-    MLSTMBlockCell,
-    MLSTMBlockParams,
-    MLSTMCell,
-    MLSTMParams,
-    MLSTMState,
-    mlstm,
-    mlstm_block,
-)
+from jrnn._src.cells.mlstm import MLSTMCell, MLSTMParams, MLSTMState, mlstm
+from jrnn._src.cells.mlstm_block import MLSTMBlockCell, MLSTMBlockParams, mlstm_block
 from jrnn._src.cells.rg_lru import RGLRUCell, RGLRUParams, rg_lru
 from jrnn._src.cells.s5 import S5Cell, S5Params, s5
 from jrnn._src.cells.slstm import SLSTMCell, SLSTMParams, SLSTMState, slstm

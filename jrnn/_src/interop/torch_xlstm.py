@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn._src.cells.mlstm import MLSTMBlockCell, MLSTMBlockParams, MLSTMCell, MLSTMParams, MLSTMState, mlstm
+from jrnn._src.cells.mlstm import MLSTMCell, MLSTMParams, MLSTMState, mlstm
+from jrnn._src.cells.mlstm_block import MLSTMBlockCell, MLSTMBlockParams
 from jrnn._src.extras import require
 from jrnn._src.interop.torch import TorchConverter, register_torch_converter
 from jrnn._src.scan import scan
