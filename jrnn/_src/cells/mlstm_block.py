@@ -14,6 +14,7 @@ from jrnn._src import checks, presets
 from jrnn._src.cells import gates
 from jrnn._src.cells.mlstm import MLSTMCell, MLSTMParams, MLSTMState, _layer
 from jrnn._src.contract import Chunkwise
+from jrnn._src.residual import rms_norm
 
 
 class MLSTMBlockParams(NamedTuple):
@@ -42,7 +43,8 @@ class MLSTMBlockParams(NamedTuple):
 
 
 def _rms_norm(x: jax.Array, weight: jax.Array, bias: jax.Array | None, eps: float) -> jax.Array:
-    y = x * jax.lax.rsqrt(jnp.mean(x ** 2, axis=-1, keepdims=True) + eps) * jnp.broadcast_to(weight, x.shape)
+    """:func:`jrnn._src.residual.rms_norm` with xLSTM's optional bias."""
+    y = rms_norm(x, weight, eps)
     return y if bias is None else y + jnp.broadcast_to(bias, x.shape)
 
 
